@@ -1,0 +1,5 @@
+"""`python -m backend` runs the CLI."""
+
+from backend.cli import main
+
+main()

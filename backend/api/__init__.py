@@ -1,0 +1,1 @@
+"""HTTP: app factory, routes, schemas, auth."""

@@ -1,0 +1,1 @@
+"""Label Studio config semantics and result building (no torch, no HTTP)."""

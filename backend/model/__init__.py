@@ -1,0 +1,1 @@
+"""Loading one sequence-classification checkpoint and batched inference."""
