@@ -112,7 +112,9 @@ class ModelStore:
         finally:
             shutil.rmtree(path, ignore_errors=True)
 
-    def publish(self, checkpoint_dir: Path, meta: dict[str, Any], *, name: str, make_current: bool = True) -> ModelVersion:
+    def publish(
+        self, checkpoint_dir: Path, meta: dict[str, Any], *, name: str, make_current: bool = True
+    ) -> ModelVersion:
         """Add a checkpoint as a new immutable version (moved if it is staged here, else copied)."""
         self.versions_dir.mkdir(parents=True, exist_ok=True)
         checkpoint_dir = Path(checkpoint_dir)
