@@ -29,6 +29,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Fold the setup/call/teardown reports of a test into one outcome and its time."""
     tier = _tier_of.get(report.nodeid, "unmarked")
     _seconds[tier] += report.duration
+    outcome: str
     if report.when == "call":
         outcome = "failed" if report.failed else report.outcome
     elif report.failed:
