@@ -263,11 +263,22 @@ def login_session(base_url: str, email: str, password: str) -> requests.Session:
     return session
 
 
-def create_personal_access_token(base_url: str, email: str, password: str) -> str:
-    """Log in and create a personal access token (POST /api/token/): the JWT refresh token label-studio-sdk takes."""
-    session = login_session(base_url, email, password)
-    headers = {"X-CSRFToken": session.cookies.get("csrftoken") or "", "Referer": base_url.rstrip("/") + "/"}
-    reply = session.post(base_url.rstrip("/") + "/api/token/", headers=headers, timeout=30)
+def create_personal_access_token(base_url: str, email: str, password: str, *, replace: bool = True) -> str:
+    """Log in and create a personal access token (POST /api/token/): the JWT refresh token label-studio-sdk takes.
+
+    Label Studio allows one live token per user (409 otherwise); with replace=True the existing ones are revoked
+    first (POST /api/token/blacklist/ takes the truncated form GET /api/token/ lists).
+    """
+    base = base_url.rstrip("/")
+    session = login_session(base, email, password)
+    headers = {"X-CSRFToken": session.cookies.get("csrftoken") or "", "Referer": base + "/"}
+    reply = session.post(base + "/api/token/", headers=headers, timeout=30)
+    if reply.status_code == 409 and replace:
+        for listed in session.get(base + "/api/token/", timeout=30).json():
+            revoked = session.post(base + "/api/token/blacklist/", json={"refresh": listed["token"]}, headers=headers)
+            if revoked.status_code not in (204, 404):
+                raise LabelStudioError(f"revoking the old token failed: HTTP {revoked.status_code}")
+        reply = session.post(base + "/api/token/", headers=headers, timeout=30)
     if reply.status_code not in (200, 201):
         raise LabelStudioError(f"POST /api/token/ failed: HTTP {reply.status_code} {reply.text[:200]}")
     token: str = reply.json()["token"]
