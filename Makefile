@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 # apt-get needs root; CI runs as root, a developer machine gets sudo
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help venv ls-venv chromium redis run test lint bench clean
+.PHONY: help venv ls-venv chromium redis setup-run setup-test run test lint bench clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -72,10 +72,18 @@ redis: venv
 	  echo "redis: started on $(REDIS_HOST):$(REDIS_PORT)"; fi
 
 # ---------------------------------------------------------------- what people run
-run: venv ls-venv
+# the installs are independent (pip, pip, apt): run them side by side
+setup-run:
+	@$(MAKE) --no-print-directory -j2 venv ls-venv
+
+setup-test:
+	@$(MAKE) --no-print-directory -j3 venv ls-venv chromium
+	@$(MAKE) --no-print-directory redis
+
+run: setup-run
 	$(VENV)/bin/python -m devtools.demo
 
-test: venv ls-venv chromium redis
+test: setup-test
 	@mkdir -p test-artifacts
 	$(VENV)/bin/python -m pytest -p devtools.pytest_tiers $(PYTEST_ARGS)
 
