@@ -230,7 +230,7 @@ def _wait_for_backend(handle: Backend, process: subprocess.Popen[bytes], timeout
         if process.poll() is not None:
             pytest.fail(f"the backend exited ({process.returncode}):\n{handle.log_text()[-4000:]}")
         with contextlib.suppress(requests.RequestException):
-            if requests.get(handle.url + "/health", timeout=2).status_code == 200:
+            if requests.get(handle.url + "/health", auth=handle.auth, timeout=2).status_code == 200:
                 return
         time.sleep(0.3)
     pytest.fail(f"the backend's /health is not 200 after {timeout} s:\n{handle.log_text()[-4000:]}")
