@@ -4,14 +4,15 @@
 
 1. Redis: use the one at REDIS_URL, or start a throw-away `redis-server` on loopback;
 2. a model: `sentiment-backend models current`, else `models bootstrap --preset quick` (offline, ~10 min on 2 cores);
-3. the backend: `sentiment-backend serve` on 127.0.0.1:9090 (log: .run/backend.log);
-4. Label Studio 1.23.2 from .venv-ls on 127.0.0.1:8080, data kept in .run/label-studio for the next run;
+3. Label Studio 1.23.2 from .venv-ls on 127.0.0.1:8080, data kept in .run/label-studio for the next run, and a
+   personal access token for the admin (replacing the previous run's);
+4. the backend: `sentiment-backend serve` on 127.0.0.1:9090 (log: .run/backend.log);
 5. once: the project "Sentiment demo (SST-2 dev)" with the 872 SST-2 dev sentences, connected with
    `sentiment-backend connect --retrieve` (pre-labels every task with Label Studio's "Retrieve predictions");
 6. prints where to log in, then waits; Ctrl-C stops what this run started.
 
 Settings come from the usual environment variables (MODEL_DIR default ./models, BASIC_AUTH_*, WEBHOOK_SECRET ...);
-LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY are set for `connect` from the Label Studio started here.
+LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY are set, for the backend and `connect`, from the Label Studio started here.
 """
 
 from __future__ import annotations
@@ -215,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     studio = LabelStudioServer(options.ls_data, options.ls_port)
     total = time.monotonic()
     try:
+        for name, port in (("label studio", options.ls_port), ("backend", options.backend_port)):
+            if not port_is_free(port):
+                raise DemoError(f"port {port} for the {name} is busy: stop what holds it or pick another port")
         with phase("redis"):
             redis_process = ensure_redis(env["REDIS_URL"])
             if redis_process is not None:
@@ -222,8 +226,6 @@ def main(argv: list[str] | None = None) -> int:
         with phase("model"):
             version = ensure_model(env)
             log.info("current model version: %s", version)
-        with phase(f"backend on {backend_url}"):
-            started.append(("backend", start_backend(env, options.backend_port, RUN_DIR / "backend.log")))
         first = not (options.ls_data / "label_studio.sqlite3").exists()
         note = " (first start: migrations, about a minute)" if first else ""
         with phase(f"label studio on {studio.base_url}{note}"):
@@ -231,7 +233,10 @@ def main(argv: list[str] | None = None) -> int:
             studio.wait_ready()
         with phase("personal access token"):
             pat = create_personal_access_token(studio.base_url, studio.email, studio.password)
+        # the backend gets the token too: it calls Label Studio for training data
         env.update(LABEL_STUDIO_URL=studio.base_url, LABEL_STUDIO_API_KEY=pat)
+        with phase(f"backend on {backend_url}"):
+            started.append(("backend", start_backend(env, options.backend_port, RUN_DIR / "backend.log")))
         client = LabelStudio(base_url=studio.base_url, api_key=pat, timeout=600)
         project_id = ensure_project(client, env, backend_url)
         log.info("ready in %.1f s", time.monotonic() - total)
