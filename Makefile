@@ -88,7 +88,7 @@ test: setup-test
 	$(VENV)/bin/python -m pytest -p devtools.pytest_tiers $(PYTEST_ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff check backend devtools tests bench
+	$(VENV)/bin/ruff check backend devtools tests bench docker
 	$(VENV)/bin/mypy backend
 
 bench: venv
