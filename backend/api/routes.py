@@ -1,0 +1,185 @@
+"""The five URLs Label Studio 1.23.2 calls: parse the request, call the domain, serialise the answer.
+
+/health and /setup answer in milliseconds (Label Studio gives them 1 s and 3 s); the blocking predict runs in
+the threadpool so /health stays instant during a long /predict; /webhook only records ids and answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from backend.api.schemas import PredictRequest, SetupRequest, WebhookEvent
+from backend.api.served import Classifier, ServedModel
+from backend.config import Settings
+from backend.errors import InvalidRequest, PayloadTooLarge
+from backend.events import EventLog, event_from_webhook
+from backend.labeling.results import build_prediction, task_ref, texts_from_tasks
+from backend.labeling.spec import LabelingSpec, parse_spec
+from backend.model.types import Prediction
+
+log = logging.getLogger(__name__)
+
+# the webhook actions later features turn into jobs; every other action is acknowledged and ignored
+RECORDED_ACTIONS = frozenset(
+    {
+        "START_TRAINING",
+        "ANNOTATION_CREATED",
+        "ANNOTATION_UPDATED",
+        "ANNOTATIONS_CREATED",
+        "ANNOTATIONS_DELETED",
+        "TASKS_CREATED",
+    }
+)
+
+
+class ProjectConfigs:
+    """The label config /setup last saw per project id (bounded, thread-safe), for a /predict that sends none."""
+
+    def __init__(self, max_projects: int = 1024) -> None:
+        self._configs: OrderedDict[int, str] = OrderedDict()
+        self._max = max_projects
+        self._lock = threading.Lock()
+
+    def remember(self, project_id: int, label_config: str) -> None:
+        """Keep a project's config, evicting the least recently seen project beyond the bound."""
+        with self._lock:
+            self._configs[project_id] = label_config
+            self._configs.move_to_end(project_id)
+            while len(self._configs) > self._max:
+                self._configs.popitem(last=False)
+
+    def get(self, project_id: int | None) -> str | None:
+        """The remembered config, or None."""
+        if project_id is None:
+            return None
+        with self._lock:
+            return self._configs.get(project_id)
+
+
+@dataclass(frozen=True)
+class BackendState:
+    """Everything the handlers use, built once by create_app."""
+
+    settings: Settings
+    served: ServedModel
+    events: EventLog
+    projects: ProjectConfigs
+
+
+def _state(request: Request) -> BackendState:
+    state: BackendState = request.app.state.backend
+    return state
+
+
+State = Annotated[BackendState, Depends(_state)]
+router = APIRouter()
+
+
+@router.get("/health")
+@router.get("/")
+async def health(state: State) -> JSONResponse:
+    """200 {"status": "UP", "model_version"} once a model is loaded; 503 LOADING or ERROR before. No model work."""
+    served = state.served
+    if not served.ready and served.error:
+        served.refresh()  # a new CURRENT (or the retry delay passing) gets another load
+    if served.ready:
+        return JSONResponse({"status": "UP", "model_version": served.version})
+    if served.error:
+        return JSONResponse({"status": "ERROR", "detail": served.error}, status_code=503)
+    return JSONResponse({"status": "LOADING"}, status_code=503)
+
+
+@router.post("/setup")
+async def setup(body: SetupRequest, state: State) -> dict[str, Any]:
+    """Check the project's label config against the model and return the served model_version. Never loads."""
+    state.served.refresh()  # a promoted version loads in the background; the old one answers meanwhile
+    model = state.served.current()
+    parse_spec(body.label_config, model.classifier.labels)
+    state.projects.remember(body.project_id, body.label_config)
+    return {"model_version": model.version}
+
+
+@router.post("/predict")
+async def predict(body: PredictRequest, state: State) -> dict[str, Any]:
+    """One prediction per task, in task order, all from one classifier.predict call and one model_version."""
+    model = state.served.current()
+    max_tasks = state.settings.max_tasks_per_predict
+    if len(body.tasks) > max_tasks:
+        raise PayloadTooLarge(
+            f"{len(body.tasks)} tasks in one /predict; the limit is MAX_TASKS_PER_PREDICT={max_tasks}"
+        )
+    spec = parse_spec(_label_config(body, state), model.classifier.labels)
+    texts = _checked_texts(body.tasks, spec, state.settings.max_text_chars)
+    predictions = await run_in_threadpool(_predict_texts, model.classifier, texts)
+    results = [build_prediction(pred, spec, model.version) for pred in predictions]
+    return {"results": results, "model_version": model.version}
+
+
+@router.get("/versions")
+def versions(state: State) -> dict[str, Any]:
+    """Every version in the store, oldest first, and the one being served."""
+    return {"versions": [v.version for v in state.served.store.list()], "current": state.served.version}
+
+
+@router.post("/webhook")
+async def webhook(body: WebhookEvent, state: State) -> dict[str, Any]:
+    """Acknowledge at once; the actions later features act on are recorded as ids (never the body)."""
+    if body.action not in RECORDED_ACTIONS:
+        return {"status": "ignored", "action": body.action}
+    event = event_from_webhook(body.action, body.payload())
+    recorded = await run_in_threadpool(state.events.record, event)
+    status = "recorded" if recorded else "dropped"
+    log.info("webhook %s project=%s: %s", event.action, event.project_id, status)
+    reply: dict[str, Any] = {"status": status, "action": body.action}
+    if not recorded:
+        reply["detail"] = "the event log (Redis) is unavailable; the event was not kept"
+    return reply
+
+
+def _label_config(body: PredictRequest, state: BackendState) -> str:
+    """The request's label_config, else the one /setup saw for the project; remembers a sent one."""
+    if body.label_config:
+        if body.project_id is not None:
+            state.projects.remember(body.project_id, body.label_config)
+        return body.label_config
+    remembered = state.projects.get(body.project_id)
+    if remembered is None:
+        raise InvalidRequest("no label_config in the request and no /setup seen for its project")
+    return remembered
+
+
+def _checked_texts(tasks: list[dict[str, Any]], spec: LabelingSpec, max_chars: int) -> list[str | None]:
+    """Each task's text (None when unusable, with a warning naming the task only); 413 for a text over the limit."""
+    texts = texts_from_tasks(tasks, spec.data_key)
+    missing = []
+    for index, (task, text) in enumerate(zip(tasks, texts, strict=True)):
+        if text is None:
+            missing.append(task_ref(task, index))
+        elif len(text) > max_chars:
+            raise PayloadTooLarge(
+                f"{task_ref(task, index)}: text has {len(text)} characters; the limit is MAX_TEXT_CHARS={max_chars}"
+            )
+    if missing:
+        shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+        log.warning("%d task(s) without a text in data[%r], left unpredicted: %s", len(missing), spec.data_key, shown)
+    return texts
+
+
+def _predict_texts(classifier: Classifier, texts: list[str | None]) -> list[Prediction | None]:
+    """One batched classifier.predict over the usable texts, spread back to task positions (None elsewhere)."""
+    usable = [(i, text) for i, text in enumerate(texts) if text is not None]
+    found = classifier.predict([text for _, text in usable]) if usable else []
+    if len(found) != len(usable):
+        raise RuntimeError(f"classifier returned {len(found)} predictions for {len(usable)} texts")
+    out: list[Prediction | None] = [None] * len(texts)
+    for (i, _), pred in zip(usable, found, strict=True):
+        out[i] = pred
+    return out
