@@ -16,6 +16,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
 log = logging.getLogger(__name__)
 
 EVENTS_KEY = "sentiment:events"
@@ -116,7 +120,7 @@ class RedisEventLog:
             pipe.lpush(self.key, event.to_json())
             pipe.ltrim(self.key, 0, self.max_events - 1)
             pipe.execute()
-        except Exception as exc:  # redis.RedisError, OSError: the webhook must be answered regardless
+        except Exception as exc:  # RedisError, OSError, a bad REDIS_URL: the webhook is answered regardless
             self._down_until = time.monotonic() + RETRY_AFTER_S
             log.warning("event log unavailable (%s); %s not recorded", type(exc).__name__, event.action)
             return False
@@ -129,10 +133,6 @@ class RedisEventLog:
     def _redis(self) -> Any:
         with self._lock:
             if self._client is None:
-                import redis
-                from redis.backoff import NoBackoff
-                from redis.retry import Retry
-
                 self._client = redis.Redis.from_url(
                     self._url,
                     socket_timeout=self.timeout_s,
