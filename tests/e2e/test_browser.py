@@ -28,6 +28,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
 ]
+# the annotation tabs above the editor: ours is the one with the prediction (sparkles) picture
+PREDICTION_TAB = ".lsf-annotation-button:has(.lsf-annotation-button__userpic_prediction)"
 # checked Choice inputs with their label text; the Data Manager's row checkboxes have no text and drop out
 CHECKED_CHOICES = """() => Array.from(document.querySelectorAll('input[type=checkbox], input[type=radio]'))
   .filter(i => i.checked)
@@ -89,13 +91,21 @@ def test_task_opens_with_our_prediction_checked(
     page.wait_for_selector("input[type=checkbox], input[type=radio]", state="attached")
     page.wait_for_function(f"() => ({CHECKED_CHOICES})().length > 0")
     checked = [label_of(text) for text in page.evaluate(CHECKED_CHOICES)]
-    page.get_by_text(backend.version).first.wait_for(state="visible")
-    page.wait_for_timeout(500)  # let the panel settle for the picture
+    tab = page.locator(PREDICTION_TAB)
+    tab.wait_for(state="visible")
+    page.wait_for_timeout(1000)  # let the panel settle for the picture
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "labeling-prefilled.png"))
 
     assert checked == [predicted], f"checked {checked}, our backend predicted {predicted}"
-    assert page.get_by_text(backend.version).count() >= 1, "the prediction tab names our model version"
+    # the tab abbreviates long names ("checkpoi...102618"); hovering it shows the whole model_version
+    shown = tab.locator(".lsf-annotation-button__name").inner_text()
+    assert shown in (backend.version, f"{backend.version[:8]}...{backend.version[-6:]}"), shown
+    tab.locator(".lsf-annotation-button__name").hover()
+    tooltip = page.locator(".lsf-annotation-button__tooltipContainerTitle")
+    assert tooltip.inner_text().strip() == backend.version
     assert prediction.score is not None
-    score = f"{prediction.score * 100:.2f}%"
-    assert page.get_by_text(score).count() >= 1, f"the prediction tab shows our score {score}"
+    score = tab.locator("[title^='Prediction score']")
+    title = score.get_attribute("title") or ""  # "Prediction score = 0.503422"
+    assert float(title.split("=")[1]) == pytest.approx(prediction.score, abs=1e-6), title
+    assert f"{prediction.score * 100:.2f}%" in score.inner_text()
