@@ -28,20 +28,20 @@ from backend.store import ModelStore
 
 log = logging.getLogger(__name__)
 
-# The one table from domain errors to HTTP statuses; each class documents its status in backend/errors.py.
-ERROR_STATUS: dict[type[errors.BackendError], int] = {
-    cls: cls.status
-    for cls in (
-        errors.InvalidRequest,
-        errors.InvalidLabelingConfig,
-        errors.PayloadTooLarge,
-        errors.ModelNotReady,
-        errors.ModelUnavailable,
-        errors.VersionNotFound,
-        errors.InvalidCheckpoint,
-        errors.BackendError,
-    )
-}
+
+def _error_table() -> dict[type[errors.BackendError], int]:
+    """Every BackendError class in backend/errors.py with the status its docstring names (its `.status`)."""
+    table: dict[type[errors.BackendError], int] = {}
+    pending: list[type[errors.BackendError]] = [errors.BackendError]
+    while pending:
+        cls = pending.pop()
+        table[cls] = cls.status
+        pending.extend(cls.__subclasses__())
+    return table
+
+
+# The one table from domain errors to HTTP statuses, built once at import.
+ERROR_STATUS = _error_table()
 
 
 def create_app(
@@ -82,11 +82,8 @@ def create_app(
 
 
 def status_for(error: errors.BackendError) -> int:
-    """The HTTP status of a domain error: the nearest class in ERROR_STATUS."""
-    for cls in type(error).__mro__:
-        if cls in ERROR_STATUS:
-            return ERROR_STATUS[cls]
-    return 500
+    """The HTTP status of a domain error: its row in ERROR_STATUS (a class defined later: its own `.status`)."""
+    return ERROR_STATUS.get(type(error), error.status)
 
 
 async def _backend_error(request: Request, exc: Exception) -> JSONResponse:
