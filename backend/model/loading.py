@@ -1,0 +1,99 @@
+"""Bringing checkpoints into the model store: import a local directory, or fetch MODEL once from the hub.
+
+An offline machine must learn quickly that the hub is out of reach: huggingface_hub retries a failed
+connection for about 50 s, so the hub is tried from the local cache first, then probed with one short
+request, and only a reachable hub gets the real download.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from backend.errors import ModelUnavailable
+from backend.model.classifier import SentimentClassifier, quiet_transformers
+from backend.store import ModelStore, ModelVersion
+
+log = logging.getLogger(__name__)
+
+HUB_PROBE_TIMEOUT_S = 3.0
+_CHECK_TEXT = "a quick check that the checkpoint predicts"
+
+
+def import_checkpoint(
+    store: ModelStore, src_dir: Path | str, *, name: str | None = None, source: str | None = None,
+    make_current: bool = True,
+) -> ModelVersion:
+    """Validate that src_dir loads and predicts, then publish it as a new version; raises InvalidCheckpoint."""
+    src = Path(src_dir)
+    classifier = SentimentClassifier.from_path(src, device="cpu")
+    classifier.predict([_CHECK_TEXT])
+    meta = {"source": source or str(src), "labels": list(classifier.labels), "kind": "import"}
+    version = store.publish(src, meta, name=name or src.name, make_current=make_current)
+    log.info("imported %s as %s", meta["source"], version.version)
+    return version
+
+
+def ensure_current(store: ModelStore, model_ref: str) -> ModelVersion:
+    """The store's current version; an empty store first imports model_ref (local dir or hub id) or raises
+    ModelUnavailable naming the three ways to provide a model."""
+    current = store.current()
+    if current is not None:
+        return current
+    try:
+        if Path(model_ref).is_dir():
+            return import_checkpoint(store, Path(model_ref))
+        return _import_from_hub(store, model_ref)
+    except Exception as exc:  # any failure here means "no model": one actionable message, cause chained
+        raise ModelUnavailable(unavailable_message(model_ref, exc)) from exc
+
+
+def unavailable_message(model_ref: str, cause: BaseException) -> str:
+    """One line: which model, why, and the three ways to provide one."""
+    lines = str(cause).strip().splitlines()
+    reason = f"{type(cause).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return (
+        f"model {model_ref!r} is not available and the model store is empty ({reason}); provide one by "
+        "(1) `sentiment-backend models bootstrap` (offline starter: fine-tunes the bundled MiniLM on SST-2), "
+        "(2) `sentiment-backend models import DIR` (a checkpoint saved with save_pretrained elsewhere), or "
+        "(3) setting MODEL to a local checkpoint directory (or running once with network access / a warm "
+        "Hugging Face cache)"
+    )
+
+
+def _import_from_hub(store: ModelStore, model_id: str) -> ModelVersion:
+    """Load model_id through transformers (cache first, network only if the hub answers), stage and import it."""
+    tokenizer, model = _from_hub(model_id)
+    with store.staging() as staged:
+        with quiet_transformers():
+            model.save_pretrained(staged)
+            tokenizer.save_pretrained(staged)
+        return import_checkpoint(store, staged, name=model_id.rsplit("/", 1)[-1], source=model_id)
+
+
+def _from_hub(model_id: str) -> tuple[Any, Any]:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    with quiet_transformers():
+        try:
+            return (AutoTokenizer.from_pretrained(model_id, local_files_only=True),
+                    AutoModelForSequenceClassification.from_pretrained(model_id, local_files_only=True))
+        except OSError:
+            log.info("%s is not in the Hugging Face cache; trying the hub", model_id)
+        probe_hub()
+        return (AutoTokenizer.from_pretrained(model_id),
+                AutoModelForSequenceClassification.from_pretrained(model_id))
+
+
+def probe_hub(timeout: float = HUB_PROBE_TIMEOUT_S) -> None:
+    """One HEAD request to the hub endpoint (HF_ENDPOINT, proxies honoured); raises OSError when unreachable."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    if constants.HF_HUB_OFFLINE:
+        raise OSError("HF_HUB_OFFLINE is set")
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception as exc:  # httpx's transport errors share no base with OSError
+        raise OSError(f"the Hugging Face hub at {constants.ENDPOINT} is unreachable ({exc})") from exc
