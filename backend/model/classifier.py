@@ -132,6 +132,8 @@ class SentimentClassifier:
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         """One Prediction per text, same order; long texts are windowed, never truncated."""
+        if isinstance(texts, str):
+            raise TypeError("predict takes a sequence of texts, not one str")
         if not texts:
             return []
         with self._lock, torch.inference_mode():

@@ -84,6 +84,8 @@ def test_token_budget_does_not_change_results(tiny_model_dir: Path, tiny_classif
 
 def test_empty_inputs(tiny_classifier: SentimentClassifier) -> None:
     assert tiny_classifier.predict([]) == []
+    with pytest.raises(TypeError):
+        tiny_classifier.predict("a bare string would be split into characters")
     (only,) = tiny_classifier.predict([""])
     assert only.windows == 1
     assert sum(only.probs.values()) == pytest.approx(1.0, abs=1e-5)
