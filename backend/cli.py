@@ -175,3 +175,129 @@ def connect(ctx: click.Context, project: int, backend_url: str, title: str, retr
         if version:
             studio.select_model_version(client, project, version)
         click.echo(f"predictions retrieved; project model_version={version}")
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="exit once the queues are empty")
+@click.option("--name", default=None, help="worker name (default: host and pid)")
+@click.pass_context
+def worker(ctx: click.Context, burst: bool, name: str | None) -> None:
+    """Run bulk jobs (pre-labeling) from Redis; loads the model once. Start as many as you like, anywhere."""
+    from backend.jobs.worker import run_worker
+
+    try:
+        run_worker(_settings(ctx), burst=burst, name=name)
+    except BackendError as exc:
+        _fail(exc)
+
+
+@main.command()
+@click.option("--project", type=int, required=True, help="Label Studio project id")
+@click.option("--chunk-size", type=click.IntRange(1, 5000), default=None, help="tasks per chunk job")
+@click.option("--follow", is_flag=True, help="show a progress bar until the run ends (exit 1 unless it finished)")
+@click.pass_context
+def prelabel(ctx: click.Context, project: int, chunk_size: int | None, follow: bool) -> None:
+    """Pre-label every task of a project that lacks a prediction of the current model (runs on the workers)."""
+    from backend.jobs.queues import connect, enqueue_prelabel
+
+    settings = _settings(ctx)
+    version = ModelStore(settings.model_dir).current_version()
+    if version is None:
+        _fail(ValueError(f"the model store {settings.model_dir} is empty: `sentiment-backend models bootstrap`"))
+    assert version is not None
+    try:
+        connection = connect(settings.redis_url)
+        run, created = enqueue_prelabel(connection, project, version, chunk_size or settings.prelabel_chunk_size)
+    except BackendError as exc:
+        _fail(exc)
+    click.echo(f"{run.id} {'queued' if created else 'already running'}: project {project}, model {run.model_version}")
+    if follow:
+        sys.exit(_follow(connection, run.id))
+
+
+def _follow(connection: Any, run_id: str, poll_s: float = 1.0) -> int:
+    """A progress bar (rows, rate, ETA) until the run is final; the exit code says how it ended."""
+    import time
+
+    from tqdm import tqdm
+
+    from backend.errors import JobNotFound
+    from backend.jobs.runs import RunState, RunStore
+
+    runs = RunStore(connection)
+    bar = tqdm(total=0, unit="row", desc=run_id, dynamic_ncols=True)
+    try:
+        while True:
+            try:
+                run = runs.get(run_id)
+            except JobNotFound:
+                bar.close()
+                click.echo(f"error: {run_id} vanished from Redis (restarted?); run `sentiment-backend prelabel` "
+                           "again: tasks that already have a prediction of this model are skipped", err=True)
+                return 1
+            bar.total = run.count("total")
+            bar.n = run.count("done") + run.count("failed")
+            bar.set_postfix(state=run.state.value, failed=run.count("failed"), refresh=False)
+            bar.refresh()
+            if run.state.final:
+                break
+            time.sleep(poll_s)
+    finally:
+        bar.close()
+    click.echo(f"{run.id} {run.state.value}: {run.summary}")
+    for line in run.errors[:10]:
+        click.echo(f"  {line}", err=True)
+    return 0 if run.state == RunState.FINISHED else 1
+
+
+@main.group()
+def jobs() -> None:
+    """Bulk jobs in Redis: list, show, cancel."""
+
+
+@jobs.command("list")
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.pass_context
+def jobs_list(ctx: click.Context, limit: int) -> None:
+    """The newest runs first, one line each."""
+    from backend.jobs.queues import connect
+    from backend.jobs.runs import RunStore
+
+    try:
+        runs = RunStore(connect(_settings(ctx).redis_url)).list(limit)
+    except BackendError as exc:
+        _fail(exc)
+    for run in runs:
+        d = run.as_dict()
+        click.echo(f"{run.id:<24} project={run.project:<6} {run.state.value:<21} {d['percent']:>5.1f}% "
+                   f"done={d['done']} failed={d['failed']} skipped={d['skipped']} {d['rows_per_s']} rows/s")
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@click.pass_context
+def jobs_show(ctx: click.Context, job_id: str) -> None:
+    """Everything about one run, as JSON."""
+    from backend.jobs.queues import connect, job_errors
+    from backend.jobs.runs import RunStore
+
+    try:
+        connection = connect(_settings(ctx).redis_url)
+        run = RunStore(connection).get(job_id)
+        click.echo(json.dumps({**run.as_dict(), "failed_jobs": job_errors(connection, run)}, indent=2))
+    except BackendError as exc:
+        _fail(exc, code=1)
+
+
+@jobs.command("cancel")
+@click.argument("job_id")
+@click.pass_context
+def jobs_cancel(ctx: click.Context, job_id: str) -> None:
+    """Cancel a run: queued chunks are dropped, running ones stop before writing."""
+    from backend.jobs.queues import cancel_run, connect
+
+    try:
+        run = cancel_run(connect(_settings(ctx).redis_url), job_id)
+    except BackendError as exc:
+        _fail(exc, code=1)
+    click.echo(f"{run.id} {run.state.value}: {run.summary}")

@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(100_000, ge=1)
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
 
+    # bulk pre-labeling (rq workers)
+    label_studio_timeout_s: float = Field(60.0, gt=0, description="read timeout of one Label Studio API call")
+    prelabel_chunk_size: int = Field(500, ge=1, le=5000, description="tasks per chunk job")
+    prelabel_on_tasks_created: bool = Field(False, description="pre-label new tasks on TASKS_CREATED webhooks")
+    job_retries: int = Field(3, ge=0, le=20, description="rq retries of a failing chunk job (backoff 5/20/60 s)")
+
     # serving
     host: str = "127.0.0.1"
     port: int = 9090

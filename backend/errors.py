@@ -49,3 +49,38 @@ class InvalidCheckpoint(BackendError):
     """A directory is not a loadable sequence-classification checkpoint. HTTP 400."""
 
     status = 400
+
+
+class JobNotFound(BackendError):
+    """No such job (run) id in Redis. HTTP 404."""
+
+    status = 404
+
+
+class JobQueueUnavailable(BackendError):
+    """Redis (the job queue) cannot be reached. HTTP 503."""
+
+    status = 503
+
+
+class LabelStudioError(BackendError):
+    """A Label Studio API call failed. HTTP 502 when it reaches a client."""
+
+    status = 502
+    retryable = False
+
+
+class LabelStudioUnavailable(LabelStudioError):
+    """Label Studio answered 5xx/429, timed out or could not be reached: worth retrying. HTTP 502."""
+
+    retryable = True
+
+
+class LabelStudioAuthError(LabelStudioError):
+    """Label Studio refused our token (missing, wrong or without access). HTTP 502."""
+
+
+class ProjectNotFound(LabelStudioError):
+    """Label Studio has no project with that id. HTTP 404."""
+
+    status = 404

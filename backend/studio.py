@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
+
+from backend.errors import LabelStudioAuthError, LabelStudioError, LabelStudioUnavailable, ProjectNotFound
 
 log = logging.getLogger(__name__)
 
@@ -78,3 +85,156 @@ def _find_webhook(client: LabelStudio, project_id: int, backend_url: str) -> int
             return int(hook.id) if hook.id is not None else None
     log.warning("no webhook for %s in project %s: annotation events will not reach the backend", target, project_id)
     return None
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    """What a pre-labeling run needs to know of a project."""
+
+    id: int
+    title: str
+    label_config: str
+    model_version: str
+
+
+@dataclass(frozen=True)
+class TaskPredictions:
+    """One task as a chunk sees it: its data and the (id, model_version) of every prediction it holds."""
+
+    id: int
+    data: dict[str, Any]
+    predictions: tuple[tuple[int, str], ...]
+
+    def prediction_ids(self, model_version: str) -> list[int]:
+        """Ids of this task's predictions of one model version, lowest first."""
+        return sorted(pid for pid, version in self.predictions if version == model_version)
+
+
+class StudioClient:
+    """The Label Studio API calls of bulk pre-labeling, with every failure mapped to a LabelStudioError.
+
+    5xx, 429, timeouts and connection errors become LabelStudioUnavailable (retryable); 401/403 become
+    LabelStudioAuthError; a missing project becomes ProjectNotFound. Messages never carry the token.
+    """
+
+    def __init__(self, client: LabelStudio) -> None:
+        self.client = client
+
+    def project(self, project_id: int) -> ProjectInfo:
+        """The project's title, label config and selected model_version."""
+        with _mapped(f"reading project {project_id}", project_id=project_id):
+            p = self.client.projects.get(id=project_id)
+        return ProjectInfo(
+            id=project_id, title=str(p.title or ""), label_config=str(p.label_config or ""),
+            model_version=str(p.model_version or ""),
+        )
+
+    def task_versions(self, project_id: int, page_size: int = 1000) -> Iterator[tuple[int, frozenset[str]]]:
+        """(task id, the model versions of its predictions) for every task of the project, page by page."""
+        page, seen = 1, 0
+        while True:
+            params = {"fields": "all", "include": "id,predictions_model_versions", "page": page, "page_size": page_size}
+            body = self._get("api/tasks", {"project": project_id, **params}, f"listing tasks of project {project_id}")
+            tasks = body.get("tasks") or []
+            for task in tasks:
+                versions = str(task.get("predictions_model_versions") or "")
+                yield int(task["id"]), frozenset(v.strip() for v in versions.split(",") if v.strip())
+            seen += len(tasks)
+            # asking for a page past the end answers 404 "Invalid page.": stop on the total instead
+            if not tasks or seen >= int(body.get("total") or 0):
+                return
+            page += 1
+
+    def tasks(self, project_id: int, task_ids: Sequence[int]) -> list[TaskPredictions]:
+        """The given tasks with their data and predictions (tasks deleted meanwhile are absent)."""
+        query = json.dumps({"selectedItems": {"all": False, "included": list(task_ids)}})
+        params = {"project": project_id, "fields": "all", "include": "id,data,predictions", "query": query,
+                  "page_size": max(1, len(task_ids))}
+        body = self._get("api/tasks", params, f"reading {len(task_ids)} tasks of project {project_id}")
+        return [_task_predictions(t) for t in body.get("tasks") or []]
+
+    def import_predictions(self, project_id: int, predictions: Sequence[dict[str, Any]]) -> int:
+        """POST /api/projects/{id}/import/predictions in one request; the number Label Studio says it created."""
+        with _mapped(f"writing {len(predictions)} predictions to project {project_id}", project_id=project_id):
+            reply = self.client.projects.import_predictions(id=project_id, request=list(predictions))  # type: ignore[arg-type]
+        return int(getattr(reply, "created", 0) or 0)
+
+    def delete_prediction(self, prediction_id: int) -> None:
+        """Delete one prediction; one that is already gone counts as deleted."""
+        try:
+            with _mapped(f"deleting prediction {prediction_id}"):
+                self.client.predictions.delete(id=prediction_id)
+        except LabelStudioError as exc:
+            if "HTTP 404" not in str(exc):
+                raise
+
+    def select_model_version(self, project_id: int, version: str) -> None:
+        """Make the project's score column, pre-fill and uncertainty sampling use this model version."""
+        with _mapped(f"selecting model version on project {project_id}", project_id=project_id):
+            self.client.projects.update(id=project_id, model_version=version)
+
+    def _get(self, path: str, params: dict[str, Any], what: str) -> dict[str, Any]:
+        wrapper = self.client._client_wrapper  # the SDK's authenticated httpx client (refreshes a PAT)
+        with _mapped(what, project_id=params.get("project")):
+            reply = wrapper.httpx_client.request(path, method="GET", params=params)
+            if reply.status_code >= 400:
+                raise ApiError(status_code=reply.status_code, body=_short_body(reply))
+            body: dict[str, Any] = reply.json()
+        return body
+
+
+def studio_for(url: str, api_key: str | None, timeout_s: float = 60.0) -> StudioClient:
+    """A StudioClient; no token is a LabelStudioAuthError naming the setting, raised before any call."""
+    if not api_key:
+        raise LabelStudioAuthError(
+            "LABEL_STUDIO_API_KEY is not set on the worker: create a personal access token in Label Studio "
+            "(Account & Settings) and set it"
+        )
+    return StudioClient(LabelStudio(base_url=url, api_key=api_key, timeout=timeout_s))
+
+
+@contextmanager
+def _mapped(what: str, *, project_id: Any = None) -> Iterator[None]:
+    """Turn SDK and transport exceptions into LabelStudioError subclasses with one readable message."""
+    try:
+        yield
+    except ApiError as exc:
+        status = int(exc.status_code or 0)
+        detail = _detail(exc.body)
+        message = f"Label Studio refused {what}: HTTP {status} {detail}".rstrip()
+        if status in (401, 403):
+            raise LabelStudioAuthError(
+                f"{message} (check LABEL_STUDIO_API_KEY: a personal access token of a user in the project's "
+                "organization)"
+            ) from None
+        if status == 404 and project_id is not None and "project" in detail.lower():
+            raise ProjectNotFound(f"Label Studio has no project {project_id}") from None
+        if status == 429 or status >= 500:
+            raise LabelStudioUnavailable(message) from None
+        raise LabelStudioError(message) from None
+    except (httpx.TimeoutException, httpx.TransportError) as exc:
+        raise LabelStudioUnavailable(f"Label Studio unreachable while {what}: {type(exc).__name__}") from None
+    except ValueError as exc:  # a 2xx that is not JSON: a proxy page, a truncated reply
+        raise LabelStudioUnavailable(f"Label Studio sent an unreadable reply while {what}: {exc}") from None
+
+
+def _detail(body: Any) -> str:
+    if isinstance(body, dict):
+        return str(body.get("detail") or body.get("message") or "")[:300]
+    return str(body or "")[:300]
+
+
+def _short_body(reply: httpx.Response) -> Any:
+    try:
+        return reply.json()
+    except ValueError:
+        return reply.text[:300]
+
+
+def _task_predictions(task: dict[str, Any]) -> TaskPredictions:
+    found = []
+    for p in task.get("predictions") or []:
+        if isinstance(p, dict) and isinstance(p.get("id"), int):
+            found.append((int(p["id"]), str(p.get("model_version") or "")))
+    data = task.get("data")
+    return TaskPredictions(id=int(task["id"]), data=data if isinstance(data, dict) else {}, predictions=tuple(found))

@@ -56,12 +56,11 @@ def classifier_loader(settings: Settings) -> Loader:
     """The production loader: SentimentClassifier.from_path on a version's checkpoint with the settings' knobs."""
 
     def load(version: ModelVersion) -> Classifier:
-        from backend.model.classifier import SentimentClassifier  # torch: imported only when a model loads
+        from backend.model.loading import load_version  # torch: imported only when a model loads
 
-        classifier: Classifier = SentimentClassifier.from_path(
-            version.path, device=settings.device, token_budget=settings.token_budget, stride=settings.window_stride
+        return load_version(
+            version, device=settings.device, token_budget=settings.token_budget, stride=settings.window_stride
         )
-        return classifier
 
     return load
 

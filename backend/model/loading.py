@@ -97,3 +97,8 @@ def probe_hub(timeout: float = HUB_PROBE_TIMEOUT_S) -> None:
         get_session().head(constants.ENDPOINT, timeout=timeout)
     except Exception as exc:  # httpx's transport errors share no base with OSError
         raise OSError(f"the Hugging Face hub at {constants.ENDPOINT} is unreachable ({exc})") from exc
+
+
+def load_version(version: ModelVersion, *, device: str, token_budget: int, stride: int) -> SentimentClassifier:
+    """The classifier of one store version, loaded with the given inference knobs."""
+    return SentimentClassifier.from_path(version.path, device=device, token_budget=token_budget, stride=stride)

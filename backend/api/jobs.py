@@ -1,0 +1,116 @@
+"""Bulk jobs over HTTP: start a pre-labeling run, watch it (percent, rows/s, ETA, errors), cancel it; /metrics.
+
+The handlers only touch Redis (a few small reads and writes): the work itself runs on `sentiment-backend worker`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from backend.config import Settings
+from backend.errors import ModelNotReady
+
+
+class PrelabelRequest(BaseModel):
+    """POST /jobs/prelabel."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project: int = Field(ge=1, description="Label Studio project id")
+    chunk_size: int | None = Field(default=None, ge=1, le=5000, description="tasks per chunk job")
+
+
+class JobsState:
+    """The Redis client of the jobs routes, made on first use (the app starts even while Redis is down)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._redis: Any = None
+        self._lock = threading.Lock()
+
+    def redis(self) -> Any:
+        """A connected client; JobQueueUnavailable (503) when Redis cannot be reached."""
+        from backend.jobs.queues import connect
+
+        with self._lock:
+            if self._redis is None:
+                self._redis = connect(self.settings.redis_url)
+            return self._redis
+
+
+def _jobs(request: Request) -> JobsState:
+    state: JobsState = request.app.state.jobs
+    return state
+
+
+Jobs = Annotated[JobsState, Depends(_jobs)]
+router = APIRouter()
+
+
+@router.post("/jobs/prelabel", status_code=202)
+async def start_prelabel(body: PrelabelRequest, jobs: Jobs, request: Request) -> JSONResponse:
+    """Enqueue a pre-labeling run of a whole project with the current model version; answers with its job id."""
+    version = request.app.state.backend.served.store.current_version()
+    if version is None:
+        raise ModelNotReady("the model store has no current version to pre-label with")
+    chunk_size = body.chunk_size or jobs.settings.prelabel_chunk_size
+    run, created = await run_in_threadpool(_enqueue, jobs, body.project, version, chunk_size)
+    reply = {"job": run.id, "created": created, **run.as_dict()}
+    return JSONResponse(reply, status_code=202 if created else 200)
+
+
+def _enqueue(jobs: JobsState, project: int, version: str, chunk_size: int) -> Any:
+    from backend.jobs.queues import enqueue_prelabel
+
+    return enqueue_prelabel(jobs.redis(), project, version, chunk_size)
+
+
+@router.get("/jobs")
+async def list_jobs(jobs: Jobs, limit: int = 50) -> dict[str, Any]:
+    """The newest runs first."""
+    from backend.jobs.runs import RunStore
+
+    runs = await run_in_threadpool(lambda: RunStore(jobs.redis()).list(max(1, min(limit, 500))))
+    return {"jobs": [r.as_dict() for r in runs]}
+
+
+@router.get("/jobs/{job_id}")
+async def show_job(job_id: str, jobs: Jobs) -> dict[str, Any]:
+    """State, counts, percent, rows/s, ETA, errors and the run's jobs in rq's failed registry."""
+    return await run_in_threadpool(_show, jobs, job_id)
+
+
+def _show(jobs: JobsState, job_id: str) -> dict[str, Any]:
+    from backend.jobs.queues import job_errors
+    from backend.jobs.runs import RunStore
+
+    run = RunStore(jobs.redis()).get(job_id)
+    return {**run.as_dict(), "failed_jobs": job_errors(jobs.redis(), run)}
+
+
+@router.delete("/jobs/{job_id}")
+async def cancel_job(job_id: str, jobs: Jobs) -> dict[str, Any]:
+    """Cancel a run: queued chunks are dropped, a running chunk stops before its write."""
+    from backend.jobs.queues import cancel_run
+
+    run = await run_in_threadpool(cancel_run, jobs.redis(), job_id)
+    return run.as_dict()
+
+
+@router.get("/metrics")
+async def metrics(jobs: Jobs) -> Response:
+    """Prometheus text format: bulk-job counters from Redis and queue depths."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+    from backend.jobs.metrics import JobsCollector
+
+    registry = CollectorRegistry()
+    registry.register(JobsCollector(jobs.redis))
+    body = await run_in_threadpool(generate_latest, registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

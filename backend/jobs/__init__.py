@@ -1,0 +1,1 @@
+"""rq glue: queues, run records, task entry points and the worker (the only package that imports rq)."""

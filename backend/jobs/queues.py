@@ -1,0 +1,136 @@
+"""Queue names, the Redis connection, and how bulk jobs are enqueued, inspected and cancelled.
+
+Options are explicit on every enqueue: job_timeout, result_ttl, failure_ttl, Retry with backoff, and an
+on_failure callback that records each failed attempt on the run (the final one marks the chunk failed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from rq import Callback, Queue, Retry
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from backend.errors import JobQueueUnavailable
+from backend.jobs.runs import Run, RunState, RunStore
+
+PRELABEL_QUEUE = "sentiment-prelabel"
+QUEUES = (PRELABEL_QUEUE,)
+PLAN_TIMEOUT_S = 1800
+CHUNK_TIMEOUT_S = 900
+RETRY_INTERVALS_S = [5, 20, 60]
+# job arguments are ids and strings: JSON, never pickle
+SERIALIZER = JSONSerializer
+RESULT_TTL_S = 24 * 3600
+FAILURE_TTL_S = 7 * 24 * 3600
+
+
+def connect(redis_url: str, *, timeout_s: float = 5.0) -> redis.Redis:
+    """A Redis client for queues and run records (raw bytes, as rq wants); JobQueueUnavailable when unreachable."""
+    client = redis.Redis.from_url(redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError, ValueError) as exc:
+        raise JobQueueUnavailable(f"Redis at {_safe_url(redis_url)} is unreachable: {exc}") from None
+    return client
+
+
+def _safe_url(url: str) -> str:
+    """REDIS_URL without a password."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+def prelabel_queue(connection: redis.Redis) -> Queue:
+    """The queue plan and chunk jobs run on."""
+    return Queue(PRELABEL_QUEUE, connection=connection, serializer=SERIALIZER)
+
+
+def enqueue_prelabel(connection: redis.Redis, project: int, model_version: str, chunk_size: int) -> tuple[Run, bool]:
+    """(the run, True) for a new pre-labeling run of the project, or (its active run, False) when one is going."""
+    runs = RunStore(connection)
+    run = runs.create("prelabel", project, model_version, chunk_size=str(chunk_size))
+    active = runs.claim_project(project, run.id)
+    if active is not None:
+        runs.set_state(run.id, RunState.CANCELLED, summary=f"not started: {active} is already pre-labeling the project")
+        return runs.get(active), False
+    prelabel_queue(connection).enqueue(
+        "backend.jobs.tasks.plan_prelabel", run.id,
+        job_id=f"{run.id}-plan", job_timeout=PLAN_TIMEOUT_S, result_ttl=RESULT_TTL_S, failure_ttl=FAILURE_TTL_S,
+        retry=Retry(max=3, interval=RETRY_INTERVALS_S),
+        on_failure=Callback("backend.jobs.tasks.on_plan_failure"),
+        description=f"plan pre-labeling of project {project} ({run.id})",
+    )
+    return run, True
+
+
+def enqueue_chunks(connection: redis.Redis, run_id: str, count: int, retries: int) -> None:
+    """One job per planned chunk, with deterministic ids (`<run>-c<index>`)."""
+    queue = prelabel_queue(connection)
+    jobs = [
+        Queue.prepare_data(
+            "backend.jobs.tasks.prelabel_chunk", (run_id, index),
+            job_id=f"{run_id}-c{index}", timeout=CHUNK_TIMEOUT_S, result_ttl=RESULT_TTL_S,
+            failure_ttl=FAILURE_TTL_S, retry=Retry(max=retries, interval=RETRY_INTERVALS_S) if retries else None,
+            on_failure=Callback("backend.jobs.tasks.on_chunk_failure"),
+            description=f"pre-label chunk {index} of {run_id}",
+        )
+        for index in range(count)
+    ]
+    for start in range(0, len(jobs), 500):
+        queue.enqueue_many(jobs[start : start + 500])
+
+
+def cancel_run(connection: redis.Redis, run_id: str) -> Run:
+    """Mark the run cancelled and drop its jobs still waiting; a chunk already running stops before it writes."""
+    runs = RunStore(connection)
+    run = runs.get(run_id)
+    if run.state.final:
+        return run
+    runs.set_state(run_id, RunState.CANCELLED, summary=f"cancelled after {run.count('done')} prediction(s) written")
+    runs.release_project(run.project, run_id)
+    ids = [f"{run_id}-plan"] + [f"{run_id}-c{i}" for i in range(run.count("chunks_total"))]
+    for start in range(0, len(ids), 1000):
+        for job in Job.fetch_many(ids[start : start + 1000], connection=connection, serializer=SERIALIZER):
+            if job is not None and not job.is_finished and not job.is_started:
+                _cancel(job)
+    return runs.get(run_id)
+
+
+def _cancel(job: Job) -> None:
+    try:
+        job.cancel()
+    except (InvalidJobOperation, NoSuchJobError):
+        pass
+
+
+def queue_depths(connection: redis.Redis) -> dict[str, dict[str, int]]:
+    """Per queue: jobs waiting, running, scheduled (retry backoff) and failed."""
+    depths: dict[str, dict[str, int]] = {}
+    for name in QUEUES:
+        queue = Queue(name, connection=connection, serializer=SERIALIZER)
+        depths[name] = {
+            "queued": queue.count,
+            "started": queue.started_job_registry.count,
+            "scheduled": queue.scheduled_job_registry.count,
+            "failed": queue.failed_job_registry.count,
+        }
+    return depths
+
+
+def job_errors(connection: redis.Redis, run: Run) -> list[dict[str, Any]]:
+    """The run's jobs in rq's failed registry, with the last line of their exception."""
+    failed = set(prelabel_queue(connection).failed_job_registry.get_job_ids())
+    ids = [i for i in [f"{run.id}-plan"] + [f"{run.id}-c{i}" for i in range(run.count("chunks_total"))] if i in failed]
+    found = []
+    for job in Job.fetch_many(ids, connection=connection, serializer=SERIALIZER):
+        if job is not None:
+            latest = job.latest_result()
+            text = (latest.exc_string or "") if latest else ""
+            found.append({"job": job.id, "error": text.strip().splitlines()[-1] if text.strip() else ""})
+    return found

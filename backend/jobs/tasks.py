@@ -1,0 +1,228 @@
+"""The rq entry points (enqueued by dotted path, JSON arguments) and the worker context they run in.
+
+A task reads its run, calls backend.jobs.prelabel and counts the outcome on the run once. Errors split in two:
+a LabelStudioUnavailable (5xx, timeout, connection) propagates, so rq's Retry runs the job again with backoff
+and the final failure lands in rq's failed registry; a permanent error (unknown project, bad token, unusable
+label config) ends the run, or the chunk, at once with a message saying what to fix.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rq import get_current_job
+from rq.job import Job
+
+from backend.config import Settings
+from backend.errors import BackendError, JobNotFound, LabelStudioError
+from backend.jobs import metrics
+from backend.jobs.prelabel import Classifier, RunCancelled, check_project, finish_run, plan_chunks
+from backend.jobs.prelabel import prelabel_chunk as prelabel_chunk_impl
+from backend.jobs.queues import enqueue_chunks
+from backend.jobs.runs import Run, RunState, RunStore
+from backend.labeling.spec import LabelingSpec
+from backend.store import ModelStore
+from backend.studio import StudioClient
+
+log = logging.getLogger(__name__)
+
+
+class ModelCache:
+    """Classifiers by store version, loaded on first use and kept (the newest `keep`): a run stays on its version
+    even when a promotion changes CURRENT mid-run, and a worker never loads a model per job."""
+
+    def __init__(self, store: ModelStore, loader: Callable[[Any], Classifier], keep: int = 2) -> None:
+        self.store = store
+        self._loader = loader
+        self._keep = keep
+        self._models: OrderedDict[str, Classifier] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, version: str) -> Classifier:
+        """The classifier of a version; raises VersionNotFound when the store lacks it."""
+        with self._lock:
+            if version not in self._models:
+                started = time.monotonic()
+                self._models[version] = self._loader(self.store.get(version))
+                log.info("worker loaded model %s in %.1f s", version, time.monotonic() - started)
+                while len(self._models) > self._keep:
+                    self._models.popitem(last=False)
+            self._models.move_to_end(version)
+            return self._models[version]
+
+
+@dataclass
+class WorkerContext:
+    """What the tasks of one worker process share: settings, the store, loaded models, a Label Studio client."""
+
+    settings: Settings
+    store: ModelStore
+    models: ModelCache
+    studio_factory: Callable[[], StudioClient]
+    _studio: StudioClient | None = None
+    _specs: OrderedDict[str, LabelingSpec] = field(default_factory=OrderedDict)
+
+    def studio(self) -> StudioClient:
+        """The Label Studio client, made once; LabelStudioAuthError when no token is configured."""
+        if self._studio is None:
+            self._studio = self.studio_factory()
+        return self._studio
+
+    def spec(self, run: Run, classifier: Classifier) -> LabelingSpec:
+        """The run's labeling spec, read from Label Studio once per run per worker."""
+        if run.id not in self._specs:
+            _, self._specs[run.id] = check_project(self.studio(), run.project, classifier.labels)
+            while len(self._specs) > 64:
+                self._specs.popitem(last=False)
+        return self._specs[run.id]
+
+
+_context: WorkerContext | None = None
+
+
+def install(context: WorkerContext | None) -> None:
+    """Make `context` the one the tasks of this process use (run_worker does it; tests do it with fakes)."""
+    global _context
+    _context = context
+
+
+def context() -> WorkerContext:
+    """The installed context; a task run outside a worker made by run_worker fails loudly."""
+    if _context is None:
+        raise RuntimeError("no worker context: run jobs with `sentiment-backend worker`")
+    return _context
+
+
+def _permanent(exc: Exception) -> bool:
+    """True for errors a retry cannot fix."""
+    if isinstance(exc, LabelStudioError):
+        return not exc.retryable
+    return isinstance(exc, BackendError)
+
+
+def plan_prelabel(run_id: str) -> dict[str, Any]:
+    """Check the project, list the tasks still lacking a prediction of the run's version, enqueue their chunks."""
+    ctx, runs, job = context(), _runs(), get_current_job()
+    run = runs.get(run_id)
+    if run.state.final:
+        return {"state": run.state.value}
+    runs.set_state(run_id, RunState.PLANNING)
+    try:
+        studio = ctx.studio()
+        classifier = ctx.models.get(run.model_version)
+        check_project(studio, run.project, classifier.labels)
+        if "chunks_total" not in run.counters:  # a retried plan keeps the chunks it already saved
+            chunk_size = run.chunk_size or ctx.settings.prelabel_chunk_size
+            chunks, already = plan_chunks(studio, run.project, run.model_version, chunk_size)
+            runs.save_chunks(run_id, chunks)
+            runs.add(run_id, skipped=already)
+    except Exception as exc:
+        if not _permanent(exc):
+            raise
+        return _fail(runs, run, f"{type(exc).__name__}: {exc}")
+    run = runs.get(run_id)
+    runs.set_state(run_id, RunState.RUNNING)
+    if run.count("chunks_total") == 0:
+        finish_run(runs, studio, run_id, ctx.store.current_version())
+    else:
+        assert job is not None
+        enqueue_chunks(job.connection, run_id, run.count("chunks_total"), ctx.settings.job_retries)
+    log.info("job %s: %d task(s) to pre-label in %d chunk(s), %d already done", run_id, run.count("total"),
+             run.count("chunks_total"), run.count("skipped"))
+    return {"chunks": run.count("chunks_total"), "total": run.count("total"), "skipped": run.count("skipped")}
+
+
+def prelabel_chunk(run_id: str, index: int) -> dict[str, Any]:
+    """Pre-label one chunk exactly once (backend.jobs.prelabel) and count it on the run."""
+    ctx, runs = context(), _runs()
+    run = runs.get(run_id)
+    if run.state.final:
+        return {"state": run.state.value}
+    runs.mark_started(run_id)
+    task_ids = runs.chunk(run_id, index)
+    started = time.monotonic()
+    try:
+        classifier = ctx.models.get(run.model_version)
+        spec = ctx.spec(run, classifier)
+        out = prelabel_chunk_impl(ctx.studio(), run.project, task_ids, spec, classifier, run.model_version,
+                                  cancelled=lambda: runs.is_cancelled(run_id))
+    except RunCancelled:
+        return {"cancelled": True}
+    except Exception as exc:
+        if not _permanent(exc):
+            raise
+        runs.error(run_id, f"chunk {index}: {type(exc).__name__}: {exc}")
+        _count_chunk(runs, run_id, index, ok=False, failed=len(task_ids))
+        return {"failed": len(task_ids)}
+    for problem in out.problems:
+        runs.error(run_id, f"chunk {index}: {problem}")
+    metrics.record_chunk(runs.redis, out, time.monotonic() - started)
+    _count_chunk(runs, run_id, index, ok=True, done=out.written + out.already, failed=out.failed,
+                 deduped=out.deduped, skipped=out.gone, total=-out.gone)
+    log.info("job %s chunk %d: %d written, %d already there, %d failed (read %.2fs, infer %.2fs, write %.2fs)",
+             run_id, index, out.written, out.already, out.failed, out.read_s, out.infer_s, out.write_s)
+    return {"written": out.written, "already": out.already, "failed": out.failed, "deduped": out.deduped}
+
+
+
+def on_chunk_failure(job: Job, connection: Any, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+    """rq calls this on every failed attempt (and for a chunk whose worker died): record it; the last attempt
+    counts the chunk as failed so the run can still finish with an honest summary."""
+    run_id, index = job.args[0], int(job.args[1])
+    runs = RunStore(connection)
+    final = not (job.retries_left and job.retries_left > 0)
+    reason = f"{getattr(exc_type, '__name__', 'Error')}: {exc_value}" if exc_value else "worker died (abandoned)"
+    tail = "no retries left" if final else f"retrying, {job.retries_left} attempt(s) left"
+    try:
+        runs.error(run_id, f"chunk {index}: {reason} ({tail})")
+        metrics.record_failure(connection, final=final)
+        if final:
+            _count_chunk(runs, run_id, index, ok=False, failed=len(runs.chunk(run_id, index)))
+    except JobNotFound:
+        log.warning("job %s is gone from Redis; chunk %d's failure is not recorded", run_id, index)
+
+
+def on_plan_failure(job: Job, connection: Any, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+    """The plan's last attempt failed: the run fails with the reason."""
+    if job.retries_left and job.retries_left > 0:
+        return
+    runs = RunStore(connection)
+    try:
+        _fail(runs, runs.get(job.args[0]), f"{getattr(exc_type, '__name__', 'Error')}: {exc_value}")
+    except JobNotFound:
+        pass
+
+
+def _count_chunk(runs: RunStore, run_id: str, index: int, *, ok: bool, **amounts: int) -> None:
+    if runs.finish_chunk(run_id, index, ok=ok, **amounts):
+        studio = _studio_or_none()
+        current = _context.store.current_version() if _context else None
+        finish_run(runs, studio, run_id, current)
+
+
+def _studio_or_none() -> StudioClient | None:
+    try:
+        return context().studio()
+    except (RuntimeError, LabelStudioError):
+        return None
+
+
+def _fail(runs: RunStore, run: Run, reason: str) -> dict[str, Any]:
+    runs.error(run.id, reason)
+    runs.set_state(run.id, RunState.FAILED, summary=f"failed: {reason}; nothing was written")
+    runs.release_project(run.project, run.id)
+    log.warning("job %s failed: %s", run.id, reason)
+    return {"failed": reason}
+
+
+def _runs() -> RunStore:
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("not inside an rq job")
+    return RunStore(job.connection)

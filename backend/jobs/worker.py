@@ -1,0 +1,97 @@
+"""`sentiment-backend worker`: one process, the model loaded once, jobs run in-process (rq SimpleWorker).
+
+SimpleWorker keeps the model warm and never forks a process that holds torch's thread pools (a forked
+work-horse would run torch single-threaded). rq notices a dead SimpleWorker only when its job's entry in the
+started registry expires, which by default is the job timeout plus a minute; ours renews that entry every
+HEARTBEAT_S with a HEARTBEAT_TTL_S lifetime instead, and workers run rq's maintenance every
+MAINTENANCE_INTERVAL_S, so a chunk whose worker was killed (-9, OOM, a lost machine) is retried by a live worker
+within about half a minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+from rq import SimpleWorker
+
+from backend.config import Settings
+from backend.jobs import tasks
+from backend.jobs.queues import QUEUES, SERIALIZER, connect
+from backend.store import ModelStore
+from backend.studio import studio_for
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 5
+HEARTBEAT_TTL_S = 20
+MAINTENANCE_INTERVAL_S = 15
+
+
+class HeartbeatWorker(SimpleWorker):
+    """A SimpleWorker whose running job stays registered only while the process is alive (see module doc)."""
+
+    def get_heartbeat_ttl(self, job: Any, working_time: float = 0.0) -> int:
+        return HEARTBEAT_TTL_S
+
+    def execute_job(self, job: Any, queue: Any) -> None:
+        stop = threading.Event()
+        beat = threading.Thread(target=self._beat, args=(job, stop), name="job-heartbeat", daemon=True)
+        beat.start()
+        try:
+            super().execute_job(job, queue)
+        finally:
+            stop.set()
+            beat.join(timeout=HEARTBEAT_S)
+
+    def _beat(self, job: Any, stop: threading.Event) -> None:
+        while not stop.wait(HEARTBEAT_S):
+            try:
+                execution = self.execution
+                with self.connection.pipeline() as pipe:
+                    if execution is not None:
+                        execution.heartbeat(job.started_job_registry, HEARTBEAT_TTL_S, pipe)
+                    self.heartbeat(HEARTBEAT_TTL_S + 60, pipeline=pipe)
+                    pipe.execute()
+            except Exception as exc:  # Redis away for a moment: the next beat tries again
+                log.warning("job heartbeat failed: %s", type(exc).__name__)
+
+
+def build_context(settings: Settings) -> tasks.WorkerContext:
+    """The worker's context: store, model cache (current version preloaded) and a lazy Label Studio client."""
+    from backend.model.loading import load_version  # torch, once per process
+
+    store = ModelStore(settings.model_dir)
+
+    def load(version: Any) -> Any:
+        return load_version(
+            version, device=settings.device, token_budget=settings.token_budget, stride=settings.window_stride
+        )
+
+    models = tasks.ModelCache(store, load)
+    current = store.current_version()
+    if current:
+        models.get(current)
+    else:
+        log.warning("the model store %s is empty: jobs will fail until a model is imported", store.root)
+    key = settings.label_studio_api_key.get_secret_value() if settings.label_studio_api_key else None
+    return tasks.WorkerContext(
+        settings=settings, store=store, models=models,
+        studio_factory=lambda: studio_for(settings.label_studio_url, key, settings.label_studio_timeout_s),
+    )
+
+
+def run_worker(settings: Settings, *, burst: bool = False, name: str | None = None) -> bool:
+    """Preload the model, then work the queues until stopped (or, with burst, until they are empty)."""
+    started = time.monotonic()
+    tasks.install(build_context(settings))
+    connection = connect(settings.redis_url)
+    worker = HeartbeatWorker(
+        list(QUEUES), connection=connection, serializer=SERIALIZER, maintenance_interval=MAINTENANCE_INTERVAL_S,
+        name=name or f"sentiment-{socket.gethostname()}-{threading.get_native_id()}",
+    )
+    log.info("worker %s ready in %.1f s on %s", worker.name, time.monotonic() - started, ", ".join(QUEUES))
+    return bool(worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level))
