@@ -177,7 +177,8 @@ def on_chunk_failure(job: Job, connection: Any, exc_type: Any, exc_value: Any, t
     run_id, index = job.args[0], int(job.args[1])
     runs = RunStore(connection)
     final = not (job.retries_left and job.retries_left > 0)
-    reason = f"{getattr(exc_type, '__name__', 'Error')}: {exc_value}" if exc_value else "worker died (abandoned)"
+    name, text = getattr(exc_type, "__name__", "Error"), str(exc_value or "")
+    reason = f"{name}: {text}" if text else f"{name}: the worker died or was killed during the chunk"
     tail = "no retries left" if final else f"retrying, {job.retries_left} attempt(s) left"
     try:
         runs.error(run_id, f"chunk {index}: {reason} ({tail})")
