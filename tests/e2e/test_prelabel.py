@@ -25,7 +25,7 @@ import redis
 import requests
 
 from devtools.labelstudio_server import free_port
-from tests.e2e.conftest import ARTIFACTS, SENTIMENT_XML, Backend, Studio, cli_executable, clean_environment
+from tests.e2e.conftest import ARTIFACTS, SENTIMENT_XML, Backend, Studio, clean_environment, cli_executable
 from tests.e2e.faultproxy import FaultProxy, Rule
 
 pytestmark = pytest.mark.e2e
@@ -139,7 +139,9 @@ class Bench:
         assert len(ids) == n_tasks
         return project.id, ids
 
-    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run([cli_executable(), *args], env=env or self.env, capture_output=True, text=True,
                               timeout=timeout)
 
@@ -354,4 +356,5 @@ def _auth(bench: Bench) -> dict[str, str]:
 
 
 def _writes(bench: Bench) -> int:
-    return sum(1 for method, path, _ in bench.proxy.calls if method in ("POST", "DELETE", "PATCH") and "token" not in path)
+    writes = ("POST", "DELETE", "PATCH")
+    return sum(1 for method, path, _ in bench.proxy.calls if method in writes and "token" not in path)

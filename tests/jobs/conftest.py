@@ -1,0 +1,62 @@
+"""Redis-tier fixtures: a real Redis (REDIS_URL's server, database 15, flushed before and after each test) and
+the rq tasks run in-process by the project's own HeartbeatWorker in burst mode, with a fake Label Studio and
+the fake classifier installed as the worker context."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from backend.config import Settings
+from backend.jobs import queues, tasks
+from backend.jobs.queues import QUEUES, SERIALIZER
+from backend.jobs.worker import HeartbeatWorker
+from backend.store import ModelStore
+from tests.api.conftest import FakeClassifier
+from tests.jobs.fakes import FakeStudio
+
+TEST_DB = 15
+
+
+@pytest.fixture
+def redis_conn() -> Iterator[redis.Redis]:
+    """Database 15 of the Redis at REDIS_URL (default 127.0.0.1:6379; `make test` starts one if none answers)."""
+    base = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
+    client = redis.Redis.from_url(f"{base}/{TEST_DB}")
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis at {base} is unreachable ({exc}): run `make redis`")
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
+def studio() -> FakeStudio:
+    return FakeStudio(25)
+
+
+@pytest.fixture
+def context(tmp_path: Path, studio: FakeStudio, monkeypatch: pytest.MonkeyPatch) -> Iterator[tasks.WorkerContext]:
+    """The worker context with fakes; retries are immediate so a burst worker sees them."""
+    monkeypatch.setattr(queues, "RETRY_INTERVALS_S", [0])
+    store = ModelStore(tmp_path / "models")
+    models = tasks.ModelCache(store, lambda v: FakeClassifier())
+    models._models["model-v1"] = FakeClassifier()  # noqa: SLF001 - the version is "loaded"; no store needed
+    ctx = tasks.WorkerContext(settings=Settings(job_retries=2), store=store, models=models,
+                              studio_factory=lambda: studio)  # type: ignore[arg-type,return-value]
+    tasks.install(ctx)
+    yield ctx
+    tasks.install(None)
+
+
+def work(connection: Any) -> None:
+    """Run every queued job (and immediate retries) in this process until the queues are empty."""
+    worker = HeartbeatWorker(list(QUEUES), connection=connection, serializer=SERIALIZER)
+    worker.work(burst=True)
