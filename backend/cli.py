@@ -219,6 +219,7 @@ def _follow(connection: Any, run_id: str, poll_s: float = 1.0) -> int:
     """A progress bar (rows, rate, ETA) until the run is final; the exit code says how it ended."""
     import time
 
+    import redis
     from tqdm import tqdm
 
     from backend.errors import JobNotFound
@@ -230,6 +231,10 @@ def _follow(connection: Any, run_id: str, poll_s: float = 1.0) -> int:
         while True:
             try:
                 run = runs.get(run_id)
+            except (redis.ConnectionError, redis.TimeoutError):
+                bar.set_postfix(state="Redis unreachable, retrying", refresh=True)
+                time.sleep(poll_s * 2)
+                continue
             except JobNotFound:
                 bar.close()
                 click.echo(f"error: {run_id} vanished from Redis (restarted?); run `sentiment-backend prelabel` "

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from backend.api.schemas import PredictRequest, SetupRequest, WebhookEvent
 from backend.api.served import Classifier, ServedModel
 from backend.config import Settings
-from backend.errors import InvalidRequest, PayloadTooLarge
+from backend.errors import BackendError, InvalidRequest, PayloadTooLarge
 from backend.events import EventLog, event_from_webhook
 from backend.labeling.results import build_prediction, task_ref, texts_from_tasks
 from backend.labeling.spec import LabelingSpec, parse_spec
@@ -130,7 +130,7 @@ def versions(state: State) -> dict[str, Any]:
 
 
 @router.post("/webhook")
-async def webhook(body: WebhookEvent, state: State) -> dict[str, Any]:
+async def webhook(body: WebhookEvent, state: State, request: Request) -> dict[str, Any]:
     """Acknowledge at once; the actions later features act on are recorded as ids (never the body)."""
     if body.action not in RECORDED_ACTIONS:
         return {"status": "ignored", "action": body.action}
@@ -141,7 +141,26 @@ async def webhook(body: WebhookEvent, state: State) -> dict[str, Any]:
     reply: dict[str, Any] = {"status": status, "action": body.action}
     if not recorded:
         reply["detail"] = "the event log (Redis) is unavailable; the event was not kept"
+    if body.action == "TASKS_CREATED" and state.settings.prelabel_on_tasks_created and event.project_id:
+        reply["prelabel"] = await run_in_threadpool(_auto_prelabel, request, state, event.project_id)
     return reply
+
+
+def _auto_prelabel(request: Request, state: BackendState, project_id: int) -> dict[str, Any]:
+    """PRELABEL_ON_TASKS_CREATED: start (or extend) a pre-labeling run of the project; never fails the webhook."""
+    from backend.jobs.queues import enqueue_prelabel
+
+    version = state.served.store.current_version()
+    if version is None:
+        return {"error": "the model store is empty"}
+    try:
+        redis = request.app.state.jobs.redis()
+        run, created = enqueue_prelabel(redis, project_id, version, state.settings.prelabel_chunk_size,
+                                        again_if_busy=True)
+    except BackendError as exc:
+        log.warning("auto pre-label of project %s not started: %s", project_id, exc)
+        return {"error": str(exc)}
+    return {"job": run.id, "created": created}
 
 
 def _label_config(body: PredictRequest, state: BackendState) -> str:

@@ -184,8 +184,9 @@ def finish_run(runs: RunStore, studio: StudioClient | None, run_id: str, current
     selected = ""
     if studio is not None and run.count("done") + run.count("skipped") > 0:
         try:
-            studio.select_model_version(run.project, run.model_version)
-            selected = f"; the project now shows {run.model_version}"
+            if run.count("done") or studio.project(run.project).model_version != run.model_version:
+                studio.select_model_version(run.project, run.model_version)
+            selected = f"; the project shows {run.model_version}"
         except LabelStudioError as exc:
             runs.error(run_id, f"could not select model version {run.model_version} on the project: {exc}")
             problems = True

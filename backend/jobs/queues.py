@@ -51,13 +51,18 @@ def prelabel_queue(connection: redis.Redis) -> Queue:
     return Queue(PRELABEL_QUEUE, connection=connection, serializer=SERIALIZER)
 
 
-def enqueue_prelabel(connection: redis.Redis, project: int, model_version: str, chunk_size: int) -> tuple[Run, bool]:
-    """(the run, True) for a new pre-labeling run of the project, or (its active run, False) when one is going."""
+def enqueue_prelabel(
+    connection: redis.Redis, project: int, model_version: str, chunk_size: int, *, again_if_busy: bool = False
+) -> tuple[Run, bool]:
+    """(the run, True) for a new pre-labeling run of the project, or (its active run, False) when one is going;
+    with again_if_busy the active run enqueues one more run when it ends (tasks created meanwhile)."""
     runs = RunStore(connection)
     run = runs.create("prelabel", project, model_version, chunk_size=str(chunk_size))
     active = runs.claim_project(project, run.id)
     if active is not None:
-        runs.set_state(run.id, RunState.CANCELLED, summary=f"not started: {active} is already pre-labeling the project")
+        runs.delete(run.id)  # never started: the active run answers for the project
+        if again_if_busy:
+            connection.set(again_key(project), chunk_size, ex=RESULT_TTL_S)
         return runs.get(active), False
     prelabel_queue(connection).enqueue(
         "backend.jobs.tasks.plan_prelabel", run.id,
@@ -67,6 +72,11 @@ def enqueue_prelabel(connection: redis.Redis, project: int, model_version: str, 
         description=f"plan pre-labeling of project {project} ({run.id})",
     )
     return run, True
+
+
+def again_key(project: int) -> str:
+    """Set while a project wants one more pre-labeling run after its active one (see enqueue_prelabel)."""
+    return f"sentiment:project:{project}:prelabel-again"
 
 
 def enqueue_chunks(connection: redis.Redis, run_id: str, count: int, retries: int) -> None:

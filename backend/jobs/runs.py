@@ -165,6 +165,13 @@ class RunStore:
         if _text(self.redis.get(key)) == run_id:
             self.redis.delete(key)
 
+    def delete(self, run_id: str) -> None:
+        """Forget a run record entirely (one that never started)."""
+        pipe = self.redis.pipeline()
+        pipe.delete(*(self._key(run_id, suffix) for suffix in ("", ":chunks", ":finished", ":errors")))
+        pipe.zrem(f"{PREFIX}runs", run_id)
+        pipe.execute()
+
     def exists(self, run_id: str) -> bool:
         """True when the run record is in Redis."""
         return bool(self.redis.exists(self._key(run_id)))

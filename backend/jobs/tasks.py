@@ -24,7 +24,7 @@ from backend.errors import BackendError, JobNotFound, LabelStudioError
 from backend.jobs import metrics
 from backend.jobs.prelabel import Classifier, RunCancelled, check_project, finish_run, plan_chunks
 from backend.jobs.prelabel import prelabel_chunk as prelabel_chunk_impl
-from backend.jobs.queues import enqueue_chunks
+from backend.jobs.queues import again_key, enqueue_chunks, enqueue_prelabel
 from backend.jobs.runs import Run, RunState, RunStore
 from backend.labeling.spec import LabelingSpec
 from backend.store import ModelStore
@@ -129,7 +129,7 @@ def plan_prelabel(run_id: str) -> dict[str, Any]:
     run = runs.get(run_id)
     runs.set_state(run_id, RunState.RUNNING)
     if run.count("chunks_total") == 0:
-        finish_run(runs, studio, run_id, ctx.store.current_version())
+        _finish(runs, run_id)
     else:
         assert job is not None
         enqueue_chunks(job.connection, run_id, run.count("chunks_total"), ctx.settings.job_retries)
@@ -202,9 +202,17 @@ def on_plan_failure(job: Job, connection: Any, exc_type: Any, exc_value: Any, tr
 
 def _count_chunk(runs: RunStore, run_id: str, index: int, *, ok: bool, **amounts: int) -> None:
     if runs.finish_chunk(run_id, index, ok=ok, **amounts):
-        studio = _studio_or_none()
-        current = _context.store.current_version() if _context else None
-        finish_run(runs, studio, run_id, current)
+        _finish(runs, run_id)
+
+
+def _finish(runs: RunStore, run_id: str) -> None:
+    """Close the run; when new tasks asked for pre-labeling meanwhile, start the next run with the current model."""
+    current = _context.store.current_version() if _context else None
+    run = finish_run(runs, _studio_or_none(), run_id, current)
+    chunk_size = runs.redis.getdel(again_key(run.project))
+    if chunk_size is not None and current:
+        again, _ = enqueue_prelabel(runs.redis, run.project, current, int(chunk_size))
+        log.info("job %s: tasks were created during the run; %s pre-labels them", run_id, again.id)
 
 
 def _studio_or_none() -> StudioClient | None:

@@ -11,14 +11,18 @@ within about half a minute.
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import socket
 import threading
 import time
 from typing import Any
 
+import redis
 from rq import SimpleWorker
 
 from backend.config import Settings
+from backend.errors import JobQueueUnavailable
 from backend.jobs import tasks
 from backend.jobs.queues import QUEUES, SERIALIZER, connect
 from backend.store import ModelStore
@@ -85,13 +89,37 @@ def build_context(settings: Settings) -> tasks.WorkerContext:
 
 
 def run_worker(settings: Settings, *, burst: bool = False, name: str | None = None) -> bool:
-    """Preload the model, then work the queues until stopped (or, with burst, until they are empty)."""
+    """Preload the model, then work the queues until stopped (or, with burst, until they are empty).
+
+    rq's work loop ends when Redis goes away; this one waits for Redis to answer again and starts a new loop
+    with the same loaded model, so a restarted Redis never leaves the machine without a worker.
+    """
     started = time.monotonic()
     tasks.install(build_context(settings))
-    connection = connect(settings.redis_url)
-    worker = HeartbeatWorker(
-        list(QUEUES), connection=connection, serializer=SERIALIZER, maintenance_interval=MAINTENANCE_INTERVAL_S,
-        name=name or f"sentiment-{socket.gethostname()}-{threading.get_native_id()}",
-    )
-    log.info("worker %s ready in %.1f s on %s", worker.name, time.monotonic() - started, ", ".join(QUEUES))
-    return bool(worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level))
+    worked = False
+    while True:
+        connection = _wait_for_redis(settings.redis_url)
+        worker = HeartbeatWorker(
+            list(QUEUES), connection=connection, serializer=SERIALIZER, maintenance_interval=MAINTENANCE_INTERVAL_S,
+            name=name or f"sentiment-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}",
+        )
+        log.info("worker %s ready in %.1f s on %s", worker.name, time.monotonic() - started, ", ".join(QUEUES))
+        try:
+            worked = bool(worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)) or worked
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("worker %s lost Redis (%s)", worker.name, type(exc).__name__)
+        if burst or worker._stop_requested:  # noqa: SLF001 - rq sets it on SIGTERM/SIGINT
+            return worked
+        log.warning("worker %s: work loop ended without a stop request; waiting for Redis", worker.name)
+
+
+def _wait_for_redis(redis_url: str, max_delay_s: float = 10.0) -> redis.Redis:
+    """A connected client, retrying with backoff for as long as Redis does not answer."""
+    delay = 0.5
+    while True:
+        try:
+            return connect(redis_url)
+        except JobQueueUnavailable as exc:
+            log.warning("%s; retrying in %.0f s", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, max_delay_s)

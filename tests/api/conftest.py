@@ -149,7 +149,8 @@ def make_backend(store: ModelStore, fake_classifier: FakeClassifier) -> Iterator
     def make(
         *, loader: Loader | None = None, wait: bool = True, events: EventLog | None = None, **overrides: Any
     ) -> Backend:
-        settings = Settings(model_dir=store.root, redis_url="redis://127.0.0.1:1/0", **overrides)
+        overrides.setdefault("redis_url", "redis://127.0.0.1:1/0")  # a closed port unless a test brings Redis
+        settings = Settings(model_dir=store.root, **overrides)
         loads: list[str] = []
 
         def fake_loader(version: ModelVersion) -> Classifier:

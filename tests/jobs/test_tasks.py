@@ -46,6 +46,7 @@ def test_rerunning_a_finished_project_plans_nothing(redis_conn, context, studio:
     again = RunStore(redis_conn).get(run.id)
     assert again.state == RunState.FINISHED and again.count("skipped") == 25 and again.count("total") == 0
     assert studio.calls.count("import_predictions") == writes
+    assert studio.calls.count("select_model_version") == 1  # the project already shows the version
 
 
 def test_label_studio_5xx_is_retried_and_recorded(redis_conn, context, studio: FakeStudio) -> None:
@@ -106,3 +107,18 @@ def worker_plan_only(connection) -> None:  # type: ignore[no-untyped-def]
     from backend.jobs.worker import HeartbeatWorker
 
     HeartbeatWorker(list(QUEUES), connection=connection, serializer=SERIALIZER).work(burst=True, max_jobs=1)
+
+
+def test_tasks_created_during_a_run_get_a_follow_up_run(redis_conn, context, studio: FakeStudio) -> None:
+    context.store.current_version = lambda: V  # type: ignore[method-assign]
+    first, _ = enqueue_prelabel(redis_conn, 1, V, chunk_size=10)
+    _, created = enqueue_prelabel(redis_conn, 1, V, chunk_size=10, again_if_busy=True)
+    assert not created
+    worker_plan_only(redis_conn)  # the first run has planned its chunks
+    for t in range(26, 31):  # new tasks arrive while it works
+        studio.texts[t] = f"late task {t}"
+    work(redis_conn)
+    runs = RunStore(redis_conn).list()
+    assert [r.state for r in runs] == [RunState.FINISHED, RunState.FINISHED]
+    assert runs[1].id == first.id and runs[0].count("total") == 5
+    assert all(studio.count(t, V) == 1 for t in range(1, 31))
