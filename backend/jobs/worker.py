@@ -3,7 +3,7 @@
 SimpleWorker keeps the model warm and never forks a process that holds torch's thread pools (a forked
 work-horse would run torch single-threaded). rq notices a dead SimpleWorker only when its job's entry in the
 started registry expires, which by default is the job timeout plus a minute; ours renews that entry every
-HEARTBEAT_S with a HEARTBEAT_TTL_S lifetime instead, and workers run rq's maintenance every
+HEARTBEAT_S with a HEARTBEAT_TTL_S lifetime instead, and workers, busy or idle, run rq's maintenance every
 MAINTENANCE_INTERVAL_S, so a chunk whose worker was killed (-9, OOM, a lost machine) is retried by a live worker
 within about half a minute.
 """
@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 HEARTBEAT_S = 5
 HEARTBEAT_TTL_S = 20
 MAINTENANCE_INTERVAL_S = 15
+# an idle rq worker blocks in its dequeue for worker_ttl - 15 s and runs maintenance only between dequeues:
+# 30 s keeps an idle worker's maintenance (the abandoned-job check) on the 15 s beat too
+WORKER_TTL_S = MAINTENANCE_INTERVAL_S + 15
 
 
 class HeartbeatWorker(SimpleWorker):
@@ -101,6 +104,7 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
         connection = _wait_for_redis(settings.redis_url)
         worker = HeartbeatWorker(
             list(QUEUES), connection=connection, serializer=SERIALIZER, maintenance_interval=MAINTENANCE_INTERVAL_S,
+            worker_ttl=WORKER_TTL_S,
             name=name or f"sentiment-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}",
         )
         log.info("worker %s ready in %.1f s on %s", worker.name, time.monotonic() - started, ", ".join(QUEUES))
