@@ -190,12 +190,14 @@ def on_chunk_failure(job: Job, connection: Any, exc_type: Any, exc_value: Any, t
 
 
 def on_plan_failure(job: Job, connection: Any, exc_type: Any, exc_value: Any, traceback: Any) -> None:
-    """The plan's last attempt failed: the run fails with the reason."""
-    if job.retries_left and job.retries_left > 0:
-        return
+    """Record a failed planning attempt; after the last one the run fails with the reason."""
     runs = RunStore(connection)
+    reason = f"{getattr(exc_type, '__name__', 'Error')}: {exc_value or 'the worker died or was killed'}"
     try:
-        _fail(runs, runs.get(job.args[0]), f"{getattr(exc_type, '__name__', 'Error')}: {exc_value}")
+        if job.retries_left and job.retries_left > 0:
+            runs.error(job.args[0], f"plan: {reason} (retrying, {job.retries_left} attempt(s) left)")
+        else:
+            _fail(runs, runs.get(job.args[0]), reason)
     except JobNotFound:
         pass
 

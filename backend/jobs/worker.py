@@ -112,9 +112,15 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
             worked = bool(worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)) or worked
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("worker %s lost Redis (%s)", worker.name, type(exc).__name__)
-        if burst or worker._stop_requested:  # noqa: SLF001 - rq sets it on SIGTERM/SIGINT
+        if burst or _stop_asked(worker):
             return worked
         log.warning("worker %s: work loop ended without a stop request; waiting for Redis", worker.name)
+
+
+def _stop_asked(worker: HeartbeatWorker) -> bool:
+    """True when SIGTERM/SIGINT ended the loop: rq 3 sets _stop_requested only when a job was running, and stamps
+    _shutdown_requested_date on every stop request, idle or busy."""
+    return bool(worker._stop_requested or getattr(worker, "_shutdown_requested_date", None))
 
 
 def _wait_for_redis(redis_url: str, max_delay_s: float = 10.0) -> redis.Redis:

@@ -358,3 +358,12 @@ def _auth(bench: Bench) -> dict[str, str]:
 def _writes(bench: Bench) -> int:
     writes = ("POST", "DELETE", "PATCH")
     return sum(1 for method, path, _ in bench.proxy.calls if method in writes and "token" not in path)
+
+
+def test_sigterm_stops_an_idle_worker_promptly(bench: Bench) -> None:
+    bench.workers.start(1)
+    process = bench.workers.processes[0]
+    started = time.monotonic()
+    os.killpg(process.pid, signal.SIGTERM)
+    assert process.wait(15) == 0
+    assert time.monotonic() - started < 10
