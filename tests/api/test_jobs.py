@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 import redis
 
 from tests.api.conftest import AUTH, PASSWORD, USER, MakeBackend, assert_no_traceback
+from tests.redisdb import flushed_test_db
 
 pytestmark = pytest.mark.redis
 
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    base = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
-    client = redis.Redis.from_url(f"{base}/15")
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis at {base} is unreachable ({exc}): run `make redis`")
-    client.flushdb()
-    yield f"{base}/15"
-    client.flushdb()
+    for _, url in flushed_test_db():
+        yield url
 
 
 def test_start_watch_list_and_cancel_a_prelabel_job(make_backend: MakeBackend, redis_url: str) -> None:

@@ -4,7 +4,6 @@ the fake classifier installed as the worker context."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,22 +18,14 @@ from backend.jobs.worker import HeartbeatWorker
 from backend.store import ModelStore
 from tests.api.conftest import FakeClassifier
 from tests.jobs.fakes import FakeStudio
-
-TEST_DB = 15
+from tests.redisdb import flushed_test_db
 
 
 @pytest.fixture
 def redis_conn() -> Iterator[redis.Redis]:
-    """Database 15 of the Redis at REDIS_URL (default 127.0.0.1:6379; `make test` starts one if none answers)."""
-    base = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
-    client = redis.Redis.from_url(f"{base}/{TEST_DB}")
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis at {base} is unreachable ({exc}): run `make redis`")
-    client.flushdb()
-    yield client
-    client.flushdb()
+    """Database 15 of the Redis at REDIS_URL, flushed around the test."""
+    for client, _ in flushed_test_db():
+        yield client
 
 
 @pytest.fixture
