@@ -69,6 +69,10 @@ class LabelStudioError(BackendError):
     status = 502
     retryable = False
 
+    def __init__(self, message: str, *, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status  # what Label Studio answered, when it answered
+
 
 class LabelStudioUnavailable(LabelStudioError):
     """Label Studio answered 5xx/429, timed out or could not be reached: worth retrying. HTTP 502."""

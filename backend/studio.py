@@ -165,7 +165,7 @@ class StudioClient:
             with _mapped(f"deleting prediction {prediction_id}"):
                 self.client.predictions.delete(id=prediction_id)
         except LabelStudioError as exc:
-            if "HTTP 404" not in str(exc):
+            if exc.http_status != 404:
                 raise
 
     def select_model_version(self, project_id: int, version: str) -> None:
@@ -210,8 +210,8 @@ def _mapped(what: str, *, project_id: Any = None) -> Iterator[None]:
         if status == 404 and project_id is not None and "project" in detail.lower():
             raise ProjectNotFound(f"Label Studio has no project {project_id}") from None
         if status == 429 or status >= 500:
-            raise LabelStudioUnavailable(message) from None
-        raise LabelStudioError(message) from None
+            raise LabelStudioUnavailable(message, http_status=status) from None
+        raise LabelStudioError(message, http_status=status) from None
     except (httpx.TimeoutException, httpx.TransportError) as exc:
         raise LabelStudioUnavailable(f"Label Studio unreachable while {what}: {type(exc).__name__}") from None
     except ValueError as exc:  # a 2xx that is not JSON: a proxy page, a truncated reply
