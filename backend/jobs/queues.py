@@ -46,6 +46,21 @@ def _safe_url(url: str) -> str:
     return f"{scheme}://***@{rest.split('@', 1)[1]}"
 
 
+def plan_job_id(run_id: str) -> str:
+    """The rq job id of a run's plan job."""
+    return f"{run_id}-plan"
+
+
+def chunk_job_id(run_id: str, index: int) -> str:
+    """The deterministic rq job id of one chunk of a run."""
+    return f"{run_id}-c{index}"
+
+
+def run_job_ids(run: Run) -> list[str]:
+    """Every rq job id a run has: its plan, then each planned chunk."""
+    return [plan_job_id(run.id)] + [chunk_job_id(run.id, i) for i in range(run.count("chunks_total"))]
+
+
 def prelabel_queue(connection: redis.Redis) -> Queue:
     """The queue plan and chunk jobs run on."""
     return Queue(PRELABEL_QUEUE, connection=connection, serializer=SERIALIZER)
@@ -66,7 +81,7 @@ def enqueue_prelabel(
         return runs.get(active), False
     prelabel_queue(connection).enqueue(
         "backend.jobs.tasks.plan_prelabel", run.id,
-        job_id=f"{run.id}-plan", job_timeout=PLAN_TIMEOUT_S, result_ttl=RESULT_TTL_S, failure_ttl=FAILURE_TTL_S,
+        job_id=plan_job_id(run.id), job_timeout=PLAN_TIMEOUT_S, result_ttl=RESULT_TTL_S, failure_ttl=FAILURE_TTL_S,
         retry=Retry(max=3, interval=RETRY_INTERVALS_S),
         on_failure=Callback("backend.jobs.tasks.on_plan_failure"),
         description=f"plan pre-labeling of project {project} ({run.id})",
@@ -85,7 +100,7 @@ def enqueue_chunks(connection: redis.Redis, run_id: str, count: int, retries: in
     jobs = [
         Queue.prepare_data(
             "backend.jobs.tasks.prelabel_chunk", (run_id, index),
-            job_id=f"{run_id}-c{index}", timeout=CHUNK_TIMEOUT_S, result_ttl=RESULT_TTL_S,
+            job_id=chunk_job_id(run_id, index), timeout=CHUNK_TIMEOUT_S, result_ttl=RESULT_TTL_S,
             failure_ttl=FAILURE_TTL_S, retry=Retry(max=retries, interval=RETRY_INTERVALS_S) if retries else None,
             on_failure=Callback("backend.jobs.tasks.on_chunk_failure"),
             description=f"pre-label chunk {index} of {run_id}",
@@ -104,7 +119,7 @@ def cancel_run(connection: redis.Redis, run_id: str) -> Run:
         return run
     runs.set_state(run_id, RunState.CANCELLED, summary=f"cancelled after {run.count('done')} prediction(s) written")
     runs.release_project(run.project, run_id)
-    ids = [f"{run_id}-plan"] + [f"{run_id}-c{i}" for i in range(run.count("chunks_total"))]
+    ids = run_job_ids(run)
     for start in range(0, len(ids), 1000):
         for job in Job.fetch_many(ids[start : start + 1000], connection=connection, serializer=SERIALIZER):
             if job is not None and not job.is_finished and not job.is_started:
@@ -136,7 +151,7 @@ def queue_depths(connection: redis.Redis) -> dict[str, dict[str, int]]:
 def job_errors(connection: redis.Redis, run: Run) -> list[dict[str, Any]]:
     """The run's jobs in rq's failed registry, with the last line of their exception."""
     failed = set(prelabel_queue(connection).failed_job_registry.get_job_ids())
-    ids = [i for i in [f"{run.id}-plan"] + [f"{run.id}-c{i}" for i in range(run.count("chunks_total"))] if i in failed]
+    ids = [i for i in run_job_ids(run) if i in failed]
     found = []
     for job in Job.fetch_many(ids, connection=connection, serializer=SERIALIZER):
         if job is not None:
