@@ -66,34 +66,34 @@ def models() -> None:
 
 
 @models.command("list")
-@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output (what GET /models answers)")
 @click.pass_context
 def models_list(ctx: click.Context, as_json: bool) -> None:
-    """Show every stored version, oldest first; * marks the current one."""
+    """Show every stored version, oldest first: * marks the current one; metrics, decision, acceptance rate."""
+    from backend.catalog import catalog
+
     store = ModelStore(_settings(ctx).model_dir)
-    current = store.current_version()
-    rows = [_version_row(v.version, v.meta, v.version == current) for v in store.list()]
+    listing = catalog(store)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps(listing, indent=2))
         return
-    if not rows:
+    if not listing["models"]:
         click.echo(f"the store {store.root} is empty: run `sentiment-backend models bootstrap` or `models import DIR`")
         return
-    for row in rows:
-        mark = "*" if row["current"] else " "
-        acc = f"{row['sst2_dev_accuracy']:.4f}" if row["sst2_dev_accuracy"] is not None else "-"
-        click.echo(f"{mark} {row['version']:<44} {row['created_at']:<26} sst2-dev-acc={acc:<7} {row['source']}")
+    for row in listing["models"]:
+        click.echo(_version_line(row))
 
 
-def _version_row(version: str, meta: dict[str, Any], current: bool) -> dict[str, Any]:
-    accuracy = meta.get("metrics", {}).get("sst2_dev", {}).get("accuracy")
-    return {
-        "version": version,
-        "current": current,
-        "created_at": meta.get("created_at", ""),
-        "source": meta.get("source", ""),
-        "sst2_dev_accuracy": accuracy,
-    }
+def _version_line(row: dict[str, Any]) -> str:
+    metrics = row.get("metrics") or {}
+    scores = [f"{name}-acc={m['accuracy']:.4f}" for name, m in metrics.items()
+              if isinstance(m, dict) and "accuracy" in m]
+    acceptance = row.get("acceptance") or {}
+    if acceptance.get("acceptance_rate") is not None:
+        scores.append(f"kept={acceptance['acceptance_rate']:.0%} of {acceptance['kept'] + acceptance['corrected']}")
+    mark = "*" if row["current"] else " "
+    status = row.get("status") or row.get("kind") or ""
+    return f"{mark} {row['version']:<44} {row['created_at']:<26} {status:<9} {' '.join(scores) or '-'}"
 
 
 @models.command("current")
@@ -120,6 +120,34 @@ def models_import(ctx: click.Context, checkpoint: Path, name: str | None) -> Non
     except BackendError as exc:
         _fail(exc)
     click.echo(version.version)
+
+
+@models.command("promote")
+@click.argument("version")
+@click.pass_context
+def models_promote(ctx: click.Context, version: str) -> None:
+    """Make VERSION current (a rejected candidate too); the API and the workers switch without a restart."""
+    from backend.retraining import promote
+
+    try:
+        promoted = promote(ModelStore(_settings(ctx).model_dir), version, reason="promoted from the CLI")
+    except BackendError as exc:
+        _fail(exc)
+    click.echo(promoted.version)
+
+
+@models.command("rollback")
+@click.argument("version", required=False)
+@click.pass_context
+def models_rollback(ctx: click.Context, version: str | None) -> None:
+    """Make VERSION current again; without it, the version that was current before the current one."""
+    from backend.retraining import rollback
+
+    try:
+        restored = rollback(ModelStore(_settings(ctx).model_dir), version)
+    except BackendError as exc:
+        _fail(exc)
+    click.echo(restored.version)
 
 
 @models.command("bootstrap")
@@ -182,7 +210,7 @@ def connect(ctx: click.Context, project: int, backend_url: str, title: str, retr
 @click.option("--name", default=None, help="worker name (default: host and pid)")
 @click.pass_context
 def worker(ctx: click.Context, burst: bool, name: str | None) -> None:
-    """Run bulk jobs (pre-labeling) from Redis; loads the model once. Start as many as you like, anywhere."""
+    """Run jobs (training first, then pre-labeling) from Redis; loads the model once. Start as many as you like."""
     from backend.jobs.worker import run_worker
 
     try:
@@ -215,8 +243,34 @@ def prelabel(ctx: click.Context, project: int, chunk_size: int | None, follow: b
         sys.exit(_follow(connection, run.id))
 
 
+@main.command()
+@click.option("--project", type=int, required=True, help="Label Studio project id")
+@click.option("--force", is_flag=True, help="promote the candidate even if it loses on the holdout")
+@click.option("--follow", is_flag=True, help="show a progress bar until the training ends (exit 1 unless it finished)")
+@click.pass_context
+def train(ctx: click.Context, project: int, force: bool, follow: bool) -> None:
+    """Fine-tune on the project's accepted annotations; promote only if at least as good (runs on the workers)."""
+    from backend.jobs.queues import connect, enqueue_training
+
+    settings = _settings(ctx)
+    version = ModelStore(settings.model_dir).current_version()
+    if version is None:
+        _fail(ValueError(f"the model store {settings.model_dir} is empty: `sentiment-backend models bootstrap`"))
+    assert version is not None
+    try:
+        connection = connect(settings.redis_url)
+        run, created = enqueue_training(connection, project, version, max_seconds=settings.train_max_seconds,
+                                        force=force, reason="CLI")
+    except BackendError as exc:
+        _fail(exc)
+    click.echo(f"{run.id} {'queued' if created else 'already queued or running'}: project {project}, from {version}")
+    if follow:
+        sys.exit(_follow(connection, run.id))
+
+
 def _follow(connection: Any, run_id: str, poll_s: float = 1.0) -> int:
-    """A progress bar (rows, rate, ETA) until the run is final; the exit code says how it ended."""
+    """A progress bar (rows, rate, ETA; for a training: percent, phase, epoch, loss) until the run is final;
+    the exit code says how it ended."""
     import time
 
     import redis
@@ -240,9 +294,14 @@ def _follow(connection: Any, run_id: str, poll_s: float = 1.0) -> int:
                 click.echo(f"error: {run_id} vanished from Redis (restarted?); run `sentiment-backend prelabel` "
                            "again: tasks that already have a prediction of this model are skipped", err=True)
                 return 1
-            bar.total = run.count("total")
-            bar.n = run.count("done") + run.count("failed")
-            bar.set_postfix(state=run.state.value, failed=run.count("failed"), refresh=False)
+            if run.kind == "train":
+                bar.unit, bar.total, bar.n = "%", 100, int(100 * run.progress)
+                shown = {k: run.info[k] for k in ("phase", "epoch", "loss") if run.info.get(k) is not None}
+                bar.set_postfix(shown, refresh=False)
+            else:
+                bar.total = run.count("total")
+                bar.n = run.count("done") + run.count("failed")
+                bar.set_postfix(state=run.state.value, failed=run.count("failed"), refresh=False)
             bar.refresh()
             if run.state.final:
                 break
@@ -257,7 +316,7 @@ def _follow(connection: Any, run_id: str, poll_s: float = 1.0) -> int:
 
 @main.group()
 def jobs() -> None:
-    """Bulk jobs in Redis: list, show, cancel."""
+    """Bulk pre-labeling and training jobs in Redis: list, show, cancel."""
 
 
 @jobs.command("list")

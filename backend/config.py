@@ -45,6 +45,26 @@ class Settings(BaseSettings):
     prelabel_on_tasks_created: bool = Field(False, description="pre-label new tasks on TASKS_CREATED webhooks")
     job_retries: int = Field(3, ge=0, le=20, description="rq retries of a failing chunk job (backoff 5/20/60 s)")
 
+    # retraining on accepted annotations (rq workers)
+    train_after_annotations: int = Field(
+        50, ge=0, description="new accepted annotations (webhook events) that start a training; 0: only on request"
+    )
+    train_min_annotations: int = Field(20, ge=1, description="fewest accepted annotations a training runs on")
+    train_holdout_fraction: float = Field(0.2, gt=0, lt=1, description="share of new tasks drawn into the holdout")
+    train_min_holdout: int = Field(30, ge=1, description="fewer holdout rows: evaluate, but promote only if forced")
+    promote_margin: float = Field(
+        0.0, ge=-1, le=1, description="candidate holdout accuracy must reach the current one's plus this"
+    )
+    train_base: str | None = Field(None, description="store version to fine-tune from (default: the current one)")
+    train_epochs: float = Field(3.0, gt=0, le=50)
+    train_learning_rate: float = Field(3e-5, gt=0, le=1)
+    train_batch_size: int = Field(16, ge=1, le=512)
+    train_max_length: int = Field(256, ge=16, le=4096, description="training texts are cut to this many tokens")
+    train_max_seconds: float = Field(600, gt=0, description="wall-clock budget of one training's fine-tuning")
+    prelabel_after_promotion: bool = Field(
+        False, description="after a promotion, pre-label the project's unlabeled tasks with the new version"
+    )
+
     # serving
     host: str = "127.0.0.1"
     port: int = 9090

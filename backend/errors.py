@@ -88,3 +88,15 @@ class ProjectNotFound(LabelStudioError):
     """Label Studio has no project with that id. HTTP 404."""
 
     status = 404
+
+
+class NotEnoughAnnotations(BackendError):
+    """A project has too few accepted annotations to train on. HTTP 422."""
+
+    status = 422
+
+
+class ManagementDisabled(BackendError):
+    """Model management over HTTP needs Basic auth configured. HTTP 403."""
+
+    status = 403

@@ -38,6 +38,7 @@ class Event:
     annotation_ids: tuple[int, ...]
     task_ids: tuple[int, ...]
     received_at: str
+    accepted: int = 0  # annotations in the event that were submitted with a result and not cancelled
 
     def to_json(self) -> str:
         """One compact JSON line."""
@@ -53,6 +54,7 @@ class Event:
             annotation_ids=tuple(raw.get("annotation_ids", ())),
             task_ids=tuple(raw.get("task_ids", ())),
             received_at=str(raw.get("received_at", "")),
+            accepted=int(raw.get("accepted", 0)),
         )
 
 
@@ -68,6 +70,9 @@ def event_from_webhook(action: str, payload: Mapping[str, Any], *, received_at: 
         annotation_ids=_ids(map(_id_of, annotations)),
         task_ids=tuple(dict.fromkeys(task_ids)),
         received_at=when,
+        accepted=0 if action == "ANNOTATIONS_DELETED" else sum(
+            1 for a in annotations if isinstance(a, dict) and a.get("result") and not a.get("was_cancelled")
+        ),
     )
 
 

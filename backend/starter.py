@@ -8,8 +8,7 @@ the `full` preset stops early on a slice held out from train instead.
 from __future__ import annotations
 
 import logging
-import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -19,7 +18,7 @@ from backend.datasets import read_examples
 from backend.model.classifier import SentimentClassifier
 from backend.model.types import Example
 from backend.store import ModelStore, ModelVersion
-from backend.training import TrainParams, TrainProgress, TrainResult, evaluate, fine_tune
+from backend.training import TrainParams, TrainProgress, TrainResult, evaluate, fine_tune, hold_out
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +88,6 @@ def read_sst2(data_dir: Path) -> tuple[list[Example], list[Example]]:
     return read_examples(paths[0]), read_examples(paths[1])
 
 
-def hold_out(examples: Sequence[Example], count: int, seed: int) -> tuple[list[Example], list[Example]]:
-    """(the rest, a seeded random `count` rows) — the held-out rows never reach training."""
-    if count <= 0:
-        return list(examples), []
-    chosen = set(random.Random(seed).sample(range(len(examples)), count))
-    rest = [e for i, e in enumerate(examples) if i not in chosen]
-    return rest, [examples[i] for i in sorted(chosen)]
-
-
 def _meta(
     preset: str, chosen: Preset, result: TrainResult, dev_metrics: dict[str, Any], rows: tuple[int, int, int]
 ) -> dict[str, Any]:
@@ -112,10 +102,6 @@ def _meta(
         "params": asdict(chosen.params),
         "metrics": metrics,
         "train_seconds": round(result.train_seconds, 1),
-        "training": {
-            "steps": result.steps, "total_steps": result.total_steps, "examples_seen": result.examples_seen,
-            "final_loss": result.final_loss, "stopped_early": result.stopped_early, "hit_budget": result.hit_budget,
-            "best_step": result.best_step, "truncated": result.truncated,
-        },
+        "training": result.summary(),
         "data": {"train_rows": rows[0], "holdout_rows": rows[1], "dev_rows": rows[2]},
     }

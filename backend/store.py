@@ -4,6 +4,7 @@ Layout::
 
     MODEL_DIR/
       CURRENT                      one line: the current version string (replaced with os.replace)
+      HISTORY                      one JSON line per CURRENT change (at, version, previous, reason), append-only
       versions/<version>/meta.json source, created_at, metrics, parent ...
       versions/<version>/model/    the checkpoint directory (config, weights, tokenizer)
       staging/<random>/            work in progress; never read as a version
@@ -15,11 +16,14 @@ as opaque directories: validating that one loads is the caller's job.
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import json
 import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -88,9 +92,11 @@ class ModelStore:
         version = self.current_version()
         return self.get(version) if version else None
 
-    def set_current(self, version: str) -> ModelVersion:
-        """Point CURRENT at an existing version atomically (write a temp file, fsync, os.replace)."""
+    def set_current(self, version: str, reason: str = "") -> ModelVersion:
+        """Point CURRENT at an existing version atomically (write a temp file, fsync, os.replace), then note
+        the change in HISTORY (a crash between the two leaves CURRENT right and one history line missing)."""
         target = self.get(version)
+        previous = self.current_version()
         self.root.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".CURRENT.", dir=self.root)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -99,7 +105,46 @@ class ModelStore:
             os.fsync(fh.fileno())
         os.replace(tmp, self.pointer)
         _fsync_dir(self.root)
+        if previous != version:
+            line = json.dumps({"at": _now(), "version": version, "previous": previous, "reason": reason})
+            with (self.root / "HISTORY").open("a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
         return target
+
+    def history(self) -> builtins.list[dict[str, Any]]:
+        """Every recorded CURRENT change, oldest first (unreadable lines skipped)."""
+        try:
+            lines = (self.root / "HISTORY").read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        found = []
+        for line in lines:
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue
+        return found
+
+    def previous_version(self) -> str | None:
+        """The version that was current before the current one (what a plain rollback goes back to)."""
+        current = self.current_version()
+        for change in reversed(self.history()):
+            if change.get("version") == current and change.get("previous"):
+                previous = str(change["previous"])
+                return previous if (self.versions_dir / previous / "meta.json").is_file() else None
+        return None
+
+    def clean_staging(self, older_than_s: float) -> int:
+        """Remove staging directories a killed process left behind (older than the given age); how many."""
+        if not self.staging_root.is_dir():
+            return 0
+        removed, now = 0, time.time()
+        for path in self.staging_root.iterdir():
+            with contextlib.suppress(OSError):
+                if now - path.stat().st_mtime > older_than_s:
+                    shutil.rmtree(path)
+                    removed += 1
+        return removed
 
     @contextmanager
     def staging(self) -> Iterator[Path]:
@@ -132,7 +177,7 @@ class ModelStore:
         _fsync_dir(self.versions_dir)
         published = self.get(version)
         if make_current:
-            self.set_current(version)
+            self.set_current(version, reason="published")
         return published
 
     def update_meta(self, version: str, **fields: Any) -> ModelVersion:

@@ -129,14 +129,20 @@ class StudioClient:
             model_version=str(p.model_version or ""),
         )
 
-    def task_versions(self, project_id: int, page_size: int = 1000) -> Iterator[tuple[int, frozenset[str]]]:
-        """(task id, the model versions of its predictions) for every task of the project, page by page."""
+    def task_versions(
+        self, project_id: int, page_size: int = 1000, *, unlabeled_only: bool = False
+    ) -> Iterator[tuple[int, frozenset[str]]]:
+        """(task id, the model versions of its predictions) for every task of the project (with unlabeled_only,
+        every task without an annotation), page by page."""
         page, seen = 1, 0
+        include = "id,predictions_model_versions" + (",is_labeled" if unlabeled_only else "")
         while True:
-            params = {"fields": "all", "include": "id,predictions_model_versions", "page": page, "page_size": page_size}
+            params = {"fields": "all", "include": include, "page": page, "page_size": page_size}
             body = self._get("api/tasks", {"project": project_id, **params}, f"listing tasks of project {project_id}")
             tasks = body.get("tasks") or []
             for task in tasks:
+                if unlabeled_only and task.get("is_labeled"):
+                    continue
                 versions = str(task.get("predictions_model_versions") or "")
                 yield int(task["id"]), frozenset(v.strip() for v in versions.split(",") if v.strip())
             seen += len(tasks)
@@ -152,6 +158,16 @@ class StudioClient:
                   "page_size": max(1, len(task_ids))}
         body = self._get("api/tasks", params, f"reading {len(task_ids)} tasks of project {project_id}")
         return [_task_predictions(t) for t in body.get("tasks") or []]
+
+    def export(self, project_id: int) -> list[dict[str, Any]]:
+        """Every annotated task of the project as Label Studio's JSON export (annotations and predictions inline)."""
+        what = f"exporting project {project_id}"
+        with _mapped(what, project_id=project_id):
+            raw = b"".join(self.client.projects.exports.download_sync(id=project_id, export_type="JSON"))
+            tasks = json.loads(raw) if raw.strip() else []
+        if not isinstance(tasks, list):
+            raise LabelStudioUnavailable(f"Label Studio sent an export that is not a list of tasks while {what}")
+        return [t for t in tasks if isinstance(t, dict)]
 
     def import_predictions(self, project_id: int, predictions: Sequence[dict[str, Any]]) -> int:
         """POST /api/projects/{id}/import/predictions in one request; the number Label Studio says it created."""

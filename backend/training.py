@@ -76,6 +76,15 @@ class TrainResult:
     best_eval: dict[str, Any] | None = None
     losses: list[float] = field(default_factory=list)
 
+    def summary(self) -> dict[str, Any]:
+        """What a version's meta.json records of its training."""
+        return {
+            "steps": self.steps, "total_steps": self.total_steps, "examples_seen": self.examples_seen,
+            "train_seconds": round(self.train_seconds, 1), "final_loss": self.final_loss,
+            "stopped_early": self.stopped_early, "hit_budget": self.hit_budget, "best_step": self.best_step,
+            "truncated": self.truncated,
+        }
+
 
 class Predictor(Protocol):
     """Anything with SentimentClassifier's predict signature."""
@@ -106,6 +115,16 @@ def fine_tune(
     result = run.train(rows, plan)
     result.truncated = truncated
     return result
+
+
+def hold_out(examples: Sequence[Example], count: int, seed: int) -> tuple[list[Example], list[Example]]:
+    """(the rest, a seeded random `count` rows) — the held-out rows never reach training."""
+    if count <= 0:
+        return list(examples), []
+    chosen = set(random.Random(seed).sample(range(len(examples)), count))
+    rest = [e for i, e in enumerate(examples) if i not in chosen]
+    return rest, [examples[i] for i in sorted(chosen)]
+
 
 
 def encode_examples(

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend import errors
 from backend.api import jobs as jobs_api
+from backend.api import models as models_api
 from backend.api.auth import AuthMiddleware, Credentials
 from backend.api.routes import BackendState, ProjectConfigs, router
 from backend.api.served import ServedModel, classifier_loader
@@ -75,6 +76,7 @@ def create_app(
     app.state.jobs = jobs_api.JobsState(settings)
     app.include_router(router)
     app.include_router(jobs_api.router)
+    app.include_router(models_api.router)
     app.add_exception_handler(errors.BackendError, _backend_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     # added last = outermost: auth first (no body is read for a refused request), the body limit, the 500 guard

@@ -5,6 +5,7 @@ The handlers only touch Redis (a few small reads and writes): the work itself ru
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Annotated, Any
 
@@ -16,6 +17,8 @@ from starlette.concurrency import run_in_threadpool
 from backend.config import Settings
 from backend.errors import ModelNotReady
 
+log = logging.getLogger(__name__)
+
 
 class PrelabelRequest(BaseModel):
     """POST /jobs/prelabel."""
@@ -24,6 +27,15 @@ class PrelabelRequest(BaseModel):
 
     project: int = Field(ge=1, description="Label Studio project id")
     chunk_size: int | None = Field(default=None, ge=1, le=5000, description="tasks per chunk job")
+
+
+class TrainRequest(BaseModel):
+    """POST /jobs/train."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project: int = Field(ge=1, description="Label Studio project id")
+    force: bool = Field(default=False, description="promote even if the candidate loses on the holdout")
 
 
 class JobsState:
@@ -63,6 +75,34 @@ async def start_prelabel(body: PrelabelRequest, jobs: Jobs, request: Request) ->
     run, created = await run_in_threadpool(_enqueue, jobs, body.project, version, chunk_size)
     reply = {"job": run.id, "created": created, **run.as_dict()}
     return JSONResponse(reply, status_code=202 if created else 200)
+
+
+@router.post("/jobs/train", status_code=202)
+async def start_training(body: TrainRequest, request: Request) -> JSONResponse:
+    """Enqueue a training on the project's accepted annotations; 200 with the active one's id if one is going."""
+    started = await run_in_threadpool(start_training_run, request, body.project, "POST /jobs/train", body.force)
+    run = await run_in_threadpool(lambda: _runs(request).get(started["job"]))
+    return JSONResponse({**started, **run.as_dict()}, status_code=202 if started["created"] else 200)
+
+
+def start_training_run(request: Request, project_id: int, reason: str, force: bool = False) -> dict[str, Any]:
+    """Enqueue a training of the project, or find the one queued or running: {"job", "created"}."""
+    from backend.jobs.queues import enqueue_training
+
+    settings: Settings = request.app.state.jobs.settings
+    version = request.app.state.backend.served.store.current_version()
+    if version is None:
+        raise ModelNotReady("the model store has no current version to fine-tune")
+    run, created = enqueue_training(request.app.state.jobs.redis(), project_id, version,
+                                    max_seconds=settings.train_max_seconds, force=force, reason=reason)
+    log.info("training of project %s: %s (%s)", project_id, run.id, "enqueued" if created else "already active")
+    return {"job": run.id, "created": created}
+
+
+def _runs(request: Request) -> Any:
+    from backend.jobs.runs import RunStore
+
+    return RunStore(request.app.state.jobs.redis())
 
 
 def _enqueue(jobs: JobsState, project: int, version: str, chunk_size: int) -> Any:

@@ -16,11 +16,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from backend.api.jobs import start_training_run
 from backend.api.schemas import PredictRequest, SetupRequest, WebhookEvent
 from backend.api.served import Classifier, ServedModel
 from backend.config import Settings
 from backend.errors import BackendError, InvalidRequest, PayloadTooLarge
-from backend.events import EventLog, event_from_webhook
+from backend.events import Event, EventLog, event_from_webhook
 from backend.labeling.results import build_prediction, task_ref, texts_from_tasks
 from backend.labeling.spec import LabelingSpec, parse_spec
 from backend.model.types import Prediction
@@ -110,6 +111,7 @@ async def setup(body: SetupRequest, state: State) -> dict[str, Any]:
 @router.post("/predict")
 async def predict(body: PredictRequest, state: State) -> dict[str, Any]:
     """One prediction per task, in task order, all from one classifier.predict call and one model_version."""
+    state.served.refresh()  # a promotion or rollback loads in the background; this request uses the served one
     model = state.served.current()
     max_tasks = state.settings.max_tasks_per_predict
     if len(body.tasks) > max_tasks:
@@ -141,9 +143,36 @@ async def webhook(body: WebhookEvent, state: State, request: Request) -> dict[st
     reply: dict[str, Any] = {"status": status, "action": body.action}
     if not recorded:
         reply["detail"] = "the event log (Redis) is unavailable; the event was not kept"
+    if body.action == "START_TRAINING":
+        if event.project_id is None:
+            raise InvalidRequest("START_TRAINING without a project id: expected {\"project\": {\"id\": N, ...}}")
+        started = await run_in_threadpool(start_training_run, request, event.project_id, "START_TRAINING webhook")
+        return {**reply, **started}
+    if event.accepted and recorded and event.project_id and state.settings.train_after_annotations:
+        reply["training"] = await run_in_threadpool(_count_towards_training, request, state, event)
     if body.action == "TASKS_CREATED" and state.settings.prelabel_on_tasks_created and event.project_id:
         reply["prelabel"] = await run_in_threadpool(_auto_prelabel, request, state, event.project_id)
     return reply
+
+
+def _count_towards_training(request: Request, state: BackendState, event: Event) -> dict[str, Any]:
+    """Add the event's accepted annotations to the project's count since its last training; at the threshold
+    (TRAIN_AFTER_ANNOTATIONS) enqueue one training. Never fails the webhook (Label Studio gives it 1 s)."""
+    key = f"sentiment:project:{event.project_id}:annotations-since-training"
+    threshold = state.settings.train_after_annotations
+    try:
+        redis = request.app.state.jobs.redis()
+        count = int(redis.incrby(key, event.accepted))
+        if count < threshold:
+            return {"since_last": count, "threshold": threshold}
+        assert event.project_id is not None
+        started = start_training_run(request, event.project_id, f"{count} new accepted annotations")
+        if started["created"]:
+            redis.set(key, 0)
+        return {"since_last": count, "threshold": threshold, **started}
+    except Exception as exc:  # Redis errors included: the webhook is answered regardless
+        log.warning("annotation count of project %s not updated: %s", event.project_id, type(exc).__name__)
+        return {"error": str(exc)}
 
 
 def _auto_prelabel(request: Request, state: BackendState, project_id: int) -> dict[str, Any]:

@@ -71,12 +71,13 @@ def check_project(studio: StudioClient, project_id: int, labels: Sequence[str]) 
 
 
 def plan_chunks(
-    studio: StudioClient, project_id: int, model_version: str, chunk_size: int
+    studio: StudioClient, project_id: int, model_version: str, chunk_size: int, *, unlabeled_only: bool = False
 ) -> tuple[list[list[int]], int]:
-    """(chunks of task ids that lack a prediction of model_version, how many tasks already had one)."""
+    """(chunks of task ids that lack a prediction of model_version, how many tasks already had one); with
+    unlabeled_only, annotated tasks are left out altogether."""
     todo: list[int] = []
     already = 0
-    for task_id, versions in studio.task_versions(project_id):
+    for task_id, versions in studio.task_versions(project_id, unlabeled_only=unlabeled_only):
         if model_version in versions:
             already += 1
         else:

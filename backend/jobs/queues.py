@@ -18,7 +18,11 @@ from backend.errors import JobQueueUnavailable
 from backend.jobs.runs import Run, RunState, RunStore
 
 PRELABEL_QUEUE = "sentiment-prelabel"
-QUEUES = (PRELABEL_QUEUE,)
+TRAIN_QUEUE = "sentiment-train"
+# a worker takes training first: an annotator-triggered training should not wait behind a whole bulk run
+QUEUES = (TRAIN_QUEUE, PRELABEL_QUEUE)
+TRAIN_TIMEOUT_MARGIN_S = 900  # on top of TRAIN_MAX_SECONDS: export, evaluation, publishing
+TRAIN_RETRIES = 1  # a training whose worker died runs once more from the start
 PLAN_TIMEOUT_S = 1800
 CHUNK_TIMEOUT_S = 900
 RETRY_INTERVALS_S = [5, 20, 60]
@@ -56,8 +60,15 @@ def chunk_job_id(run_id: str, index: int) -> str:
     return f"{run_id}-c{index}"
 
 
+def train_job_id(run_id: str) -> str:
+    """The rq job id of a training run's one job."""
+    return f"{run_id}-train"
+
+
 def run_job_ids(run: Run) -> list[str]:
-    """Every rq job id a run has: its plan, then each planned chunk."""
+    """Every rq job id a run has: a training's one job, or a pre-labeling's plan and then each planned chunk."""
+    if run.kind == "train":
+        return [train_job_id(run.id)]
     return [plan_job_id(run.id)] + [chunk_job_id(run.id, i) for i in range(run.count("chunks_total"))]
 
 
@@ -67,12 +78,16 @@ def prelabel_queue(connection: redis.Redis) -> Queue:
 
 
 def enqueue_prelabel(
-    connection: redis.Redis, project: int, model_version: str, chunk_size: int, *, again_if_busy: bool = False
+    connection: redis.Redis, project: int, model_version: str, chunk_size: int, *, again_if_busy: bool = False,
+    unlabeled_only: bool = False,
 ) -> tuple[Run, bool]:
     """(the run, True) for a new pre-labeling run of the project, or (its active run, False) when one is going;
-    with again_if_busy the active run enqueues one more run when it ends (tasks created meanwhile)."""
+    with again_if_busy the active run enqueues one more run when it ends (tasks created meanwhile); with
+    unlabeled_only, tasks that already have an annotation are not pre-labeled."""
     runs = RunStore(connection)
     run = runs.create("prelabel", project, model_version, chunk_size=str(chunk_size))
+    if unlabeled_only:
+        runs.set_info(run.id, unlabeled_only=True)
     active = runs.claim_project(project, run.id)
     if active is not None:
         runs.delete(run.id)  # never started: the active run answers for the project
@@ -87,6 +102,34 @@ def enqueue_prelabel(
         description=f"plan pre-labeling of project {project} ({run.id})",
     )
     return run, True
+
+
+def train_queue(connection: redis.Redis) -> Queue:
+    """The queue training jobs run on."""
+    return Queue(TRAIN_QUEUE, connection=connection, serializer=SERIALIZER)
+
+
+def enqueue_training(
+    connection: redis.Redis, project: int, model_version: str, *, max_seconds: float, force: bool = False,
+    reason: str = "",
+) -> tuple[Run, bool]:
+    """(the run, True) for a new training of the project, or (its queued or running training, False): two
+    triggers at once give one training."""
+    runs = RunStore(connection)
+    run = runs.create("train", project, model_version)
+    active = runs.claim_project(project, run.id, "train")
+    if active is not None:
+        runs.delete(run.id)
+        return runs.get(active), False
+    runs.set_info(run.id, phase="queued", progress=0.0, force=force, reason=reason)
+    train_queue(connection).enqueue(
+        "backend.jobs.tasks.train_project", run.id,
+        job_id=train_job_id(run.id), job_timeout=int(max_seconds + TRAIN_TIMEOUT_MARGIN_S), result_ttl=RESULT_TTL_S,
+        failure_ttl=FAILURE_TTL_S, retry=Retry(max=TRAIN_RETRIES, interval=RETRY_INTERVALS_S[:1]),
+        on_failure=Callback("backend.jobs.tasks.on_train_failure"),
+        description=f"train on project {project}'s annotations ({run.id})",
+    )
+    return runs.get(run.id), True
 
 
 def again_key(project: int) -> str:
@@ -118,7 +161,7 @@ def cancel_run(connection: redis.Redis, run_id: str) -> Run:
     if run.state.final:
         return run
     runs.set_state(run_id, RunState.CANCELLED, summary=f"cancelled after {run.count('done')} prediction(s) written")
-    runs.release_project(run.project, run_id)
+    runs.release_project(run.project, run_id, run.kind)
     ids = run_job_ids(run)
     for start in range(0, len(ids), 1000):
         for job in Job.fetch_many(ids[start : start + 1000], connection=connection, serializer=SERIALIZER):
@@ -150,7 +193,8 @@ def queue_depths(connection: redis.Redis) -> dict[str, dict[str, int]]:
 
 def job_errors(connection: redis.Redis, run: Run) -> list[dict[str, Any]]:
     """The run's jobs in rq's failed registry, with the last line of their exception."""
-    failed = set(prelabel_queue(connection).failed_job_registry.get_job_ids())
+    queue = train_queue(connection) if run.kind == "train" else prelabel_queue(connection)
+    failed = set(queue.failed_job_registry.get_job_ids())
     ids = [i for i in run_job_ids(run) if i in failed]
     found = []
     for job in Job.fetch_many(ids, connection=connection, serializer=SERIALIZER):

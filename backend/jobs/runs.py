@@ -7,7 +7,8 @@ a chunk that runs twice (a retry after a crash that happened after the write) ne
 
 Keys (prefix `sentiment:`): `run:<id>` hash, `run:<id>:chunks` hash index → task ids (JSON),
 `run:<id>:finished` set of chunk indexes, `run:<id>:errors` capped list, `runs` sorted set by creation time,
-`project:<id>:prelabel` the project's active run id (one at a time per project).
+`project:<id>:<kind>` the project's active run id of a kind (one pre-labeling and one training at a time).
+A training run has no chunks: its phase, epoch, loss and ETA live in the JSON field `info`.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class Run:
     summary: str = ""
     errors: tuple[str, ...] = ()
     chunk_size: int = 0
+    info: dict[str, Any] = field(default_factory=dict)
 
     def count(self, name: str) -> int:
         """One counter (0 when never incremented)."""
@@ -72,6 +74,9 @@ class Run:
     @property
     def progress(self) -> float:
         """Fraction of the planned rows finished (written or failed); 1.0 when there was nothing to do."""
+        if self.kind == "train":
+            return 1.0 if self.state in (RunState.FINISHED, RunState.FINISHED_WITH_ERRORS) else float(
+                self.info.get("progress", 0.0))
         total = self.count("total")
         if self.state in (RunState.QUEUED, RunState.PLANNING):
             return 0.0
@@ -88,6 +93,9 @@ class Run:
         """Seconds left at the current rate; None before any row is written, 0 once final."""
         if self.state.final:
             return 0.0
+        if self.kind == "train":
+            eta = self.info.get("eta_s")
+            return None if eta is None else float(eta)
         rate = self.rate(now)
         if rate <= 0:
             return None
@@ -96,6 +104,8 @@ class Run:
 
     def as_dict(self, now: float | None = None) -> dict[str, Any]:
         """The JSON shape of GET /jobs/{id}."""
+        if self.kind == "train":
+            return self._train_dict()
         return {
             "id": self.id,
             "kind": self.kind,
@@ -117,6 +127,20 @@ class Run:
             "finished_at": self.finished_at,
             "summary": self.summary,
             "errors": list(self.errors),
+        }
+
+
+    def _train_dict(self) -> dict[str, Any]:
+        shown = {k: self.info.get(k) for k in ("phase", "step", "total_steps", "epoch", "loss", "elapsed_s")}
+        eta = self.eta_s()
+        return {
+            "id": self.id, "kind": self.kind, "project": self.project, "model_version": self.model_version,
+            "state": self.state.value, "progress": round(self.progress, 4), "percent": round(100 * self.progress, 1),
+            **shown, "eta_s": None if eta is None else round(eta, 1),
+            "counts": self.info.get("counts", {}), "candidate": self.info.get("candidate"),
+            "promoted": self.info.get("promoted"), "force": bool(self.info.get("force")),
+            "created_at": self.created_at, "started_at": self.started_at, "finished_at": self.finished_at,
+            "summary": self.summary, "errors": list(self.errors),
         }
 
 
@@ -147,9 +171,9 @@ class RunStore:
         pipe.execute()
         return self.get(run_id)
 
-    def claim_project(self, project: int, run_id: str) -> str | None:
-        """Make run_id the project's active pre-labeling run; the already active run id when there is one."""
-        key = f"{PREFIX}project:{project}:prelabel"
+    def claim_project(self, project: int, run_id: str, kind: str = "prelabel") -> str | None:
+        """Make run_id the project's active run of its kind; the already active run id when there is one."""
+        key = f"{PREFIX}project:{project}:{kind}"
         for _ in range(3):
             if self.redis.set(key, run_id, nx=True, ex=RUN_TTL_S):
                 return None
@@ -159,9 +183,9 @@ class RunStore:
             self.redis.delete(key)  # a stale claim: its run ended or expired
         return None
 
-    def release_project(self, project: int, run_id: str) -> None:
-        """Drop the project's active-run claim if it is this run's."""
-        key = f"{PREFIX}project:{project}:prelabel"
+    def release_project(self, project: int, run_id: str, kind: str = "prelabel") -> None:
+        """Drop the project's active-run claim of a kind if it is this run's."""
+        key = f"{PREFIX}project:{project}:{kind}"
         if _text(self.redis.get(key)) == run_id:
             self.redis.delete(key)
 
@@ -189,6 +213,7 @@ class RunStore:
             finished_at=_float(raw.get("finished_at")),
             counters={k: int(raw[k]) for k in _COUNTERS if k in raw},
             summary=raw.get("summary", ""), errors=errors, chunk_size=int(raw.get("chunk_size") or 0),
+            info=json.loads(raw["info"]) if raw.get("info") else {},
         )
 
     def list(self, limit: int = 50) -> builtins.list[Run]:
@@ -209,6 +234,12 @@ class RunStore:
         if state.final:
             fields.setdefault("finished_at", time.time())
         self.redis.hset(self._key(run_id), mapping={"state": state.value, **fields})
+
+    def set_info(self, run_id: str, **fields: Any) -> None:
+        """Merge fields into the run's JSON `info` (one writer per run: the job running it)."""
+        raw = self.redis.hget(self._key(run_id), "info")
+        info = {**(json.loads(raw) if raw else {}), **fields}
+        self.redis.hset(self._key(run_id), "info", json.dumps(info))
 
     def mark_started(self, run_id: str) -> None:
         """Stamp started_at once (the first chunk to start does it)."""

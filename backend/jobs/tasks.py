@@ -14,6 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rq import get_current_job
@@ -27,6 +28,7 @@ from backend.jobs.prelabel import prelabel_chunk as prelabel_chunk_impl
 from backend.jobs.queues import again_key, enqueue_chunks, enqueue_prelabel
 from backend.jobs.runs import Run, RunState, RunStore
 from backend.labeling.spec import LabelingSpec
+from backend.retraining import RetrainOutcome, RetrainPolicy, retrain
 from backend.store import ModelStore
 from backend.studio import StudioClient
 
@@ -43,6 +45,12 @@ class ModelCache:
         self._keep = keep
         self._models: OrderedDict[str, Classifier] = OrderedDict()
         self._lock = threading.Lock()
+
+    def loader_of_dir(self, path: Any) -> Classifier:
+        """Load a checkpoint directory that is not (yet) a store version, with this cache's loader settings."""
+        from backend.store import ModelVersion
+
+        return self._loader(ModelVersion(version="candidate", path=Path(path), meta={}))
 
     def get(self, version: str) -> Classifier:
         """The classifier of a version; raises VersionNotFound when the store lacks it."""
@@ -65,6 +73,7 @@ class WorkerContext:
     store: ModelStore
     models: ModelCache
     studio_factory: Callable[[], StudioClient]
+    candidate_loader: Callable[[Any], Any] | None = None  # a freshly trained checkpoint dir → classifier
     _studio: StudioClient | None = None
     _specs: OrderedDict[str, LabelingSpec] = field(default_factory=OrderedDict)
 
@@ -119,7 +128,8 @@ def plan_prelabel(run_id: str) -> dict[str, Any]:
         check_project(studio, run.project, classifier.labels)
         if "chunks_total" not in run.counters:  # a retried plan keeps the chunks it already saved
             chunk_size = run.chunk_size or ctx.settings.prelabel_chunk_size
-            chunks, already = plan_chunks(studio, run.project, run.model_version, chunk_size)
+            chunks, already = plan_chunks(studio, run.project, run.model_version, chunk_size,
+                                          unlabeled_only=bool(run.info.get("unlabeled_only")))
             runs.save_chunks(run_id, chunks)
             runs.add(run_id, skipped=already)
     except Exception as exc:
@@ -169,6 +179,89 @@ def prelabel_chunk(run_id: str, index: int) -> dict[str, Any]:
              run_id, index, out.written, out.already, out.failed, out.read_s, out.infer_s, out.write_s)
     return {"written": out.written, "already": out.already, "failed": out.failed, "deduped": out.deduped}
 
+
+
+# share of a training's progress reached when each phase starts; training itself fills TRAINING..EVALUATING
+PHASE_PROGRESS = {"queued": 0.0, "loading annotations": 0.02, "training": 0.05, "evaluating": 0.9,
+                  "publishing": 0.95, "promoting": 0.98}
+REPORT_EVERY_S = 1.0
+
+
+class TrainReporter:
+    """Writes a training's phase, step, epoch, loss and ETA onto its run (at most once a second while training)
+    and stops the training when the run was cancelled."""
+
+    def __init__(self, runs: RunStore, run_id: str) -> None:
+        self.runs, self.run_id = runs, run_id
+        self._phase, self._last = "", 0.0
+
+    def __call__(self, phase: str, **details: Any) -> None:
+        now = time.monotonic()
+        if phase == self._phase and now - self._last < REPORT_EVERY_S:
+            return
+        if self.runs.is_cancelled(self.run_id):
+            raise RunCancelled(self.run_id)
+        self._phase, self._last = phase, now
+        progress = PHASE_PROGRESS.get(phase, 0.0)
+        if phase == "training" and details.get("total_steps"):
+            span = PHASE_PROGRESS["evaluating"] - PHASE_PROGRESS["training"]
+            progress += span * details["step"] / details["total_steps"]
+        if "annotations" in details:
+            details = {"counts": details}
+        eta = details.pop("eta_s", None) if phase == "training" else None
+        self.runs.set_info(self.run_id, phase=phase, progress=round(progress, 4), eta_s=eta, **details)
+
+
+def train_project(run_id: str) -> dict[str, Any]:
+    """Retrain on the project's accepted annotations (backend.retraining), promoting only a candidate that is at
+    least as good on the frozen holdout."""
+    ctx, runs = context(), _runs()
+    run = runs.get(run_id)
+    if run.state.final:
+        return {"state": run.state.value}
+    runs.set_state(run_id, RunState.RUNNING)
+    runs.mark_started(run_id)
+    try:
+        outcome = retrain(
+            ctx.studio(), ctx.store, run.project, RetrainPolicy.from_settings(ctx.settings),
+            classifier_of=ctx.models.get, load_candidate=ctx.candidate_loader or ctx.models.loader_of_dir,
+            force=bool(run.info.get("force")), report=TrainReporter(runs, run_id), label=run_id,
+        )
+    except RunCancelled:
+        return {"cancelled": True}
+    except Exception as exc:
+        if not _permanent(exc):
+            raise
+        return _fail(runs, run, f"{type(exc).__name__}: {exc}", consequence="nothing was promoted")
+    _finish_training(ctx, runs, run, outcome)
+    return {"candidate": outcome.candidate, "promoted": outcome.promoted}
+
+
+def _finish_training(ctx: WorkerContext, runs: RunStore, run: Run, outcome: RetrainOutcome) -> None:
+    runs.set_info(run.id, phase="done", progress=1.0, eta_s=0.0, candidate=outcome.candidate,
+                  promoted=outcome.promoted, metrics=outcome.candidate_metrics,
+                  compared_metrics=outcome.current_metrics, counts=outcome.counts)
+    runs.set_state(run.id, RunState.FINISHED, summary=outcome.summary())
+    runs.release_project(run.project, run.id, run.kind)
+    log.info("job %s: %s", run.id, outcome.summary())
+    if outcome.promoted and ctx.settings.prelabel_after_promotion:
+        again, _ = enqueue_prelabel(runs.redis, run.project, outcome.candidate, ctx.settings.prelabel_chunk_size,
+                                    unlabeled_only=True)
+        runs.set_info(run.id, prelabel_job=again.id)
+        log.info("job %s: %s pre-labels the unlabeled tasks with %s", run.id, again.id, outcome.candidate)
+
+
+def on_train_failure(job: Job, connection: Any, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+    """Record a failed training attempt (a Label Studio outage, a killed worker); the last one fails the run."""
+    runs = RunStore(connection)
+    reason = f"{getattr(exc_type, '__name__', 'Error')}: {exc_value or 'the worker died or was killed'}"
+    try:
+        if job.retries_left and job.retries_left > 0:
+            runs.error(job.args[0], f"training: {reason} (retrying, {job.retries_left} attempt(s) left)")
+        else:
+            _fail(runs, runs.get(job.args[0]), reason, consequence="nothing was promoted")
+    except JobNotFound:
+        pass
 
 
 def on_chunk_failure(job: Job, connection: Any, exc_type: Any, exc_value: Any, traceback: Any) -> None:
@@ -224,10 +317,10 @@ def _studio_or_none() -> StudioClient | None:
         return None
 
 
-def _fail(runs: RunStore, run: Run, reason: str) -> dict[str, Any]:
+def _fail(runs: RunStore, run: Run, reason: str, consequence: str = "nothing was written") -> dict[str, Any]:
     runs.error(run.id, reason)
-    runs.set_state(run.id, RunState.FAILED, summary=f"failed: {reason}; nothing was written")
-    runs.release_project(run.project, run.id)
+    runs.set_state(run.id, RunState.FAILED, summary=f"failed: {reason}; {consequence}")
+    runs.release_project(run.project, run.id, run.kind)
     log.warning("job %s failed: %s", run.id, reason)
     return {"failed": reason}
 

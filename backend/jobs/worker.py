@@ -72,6 +72,9 @@ def build_context(settings: Settings) -> tasks.WorkerContext:
     from backend.model.loading import load_version  # torch, once per process
 
     store = ModelStore(settings.model_dir)
+    # a training killed mid-way leaves its half-built checkpoint in staging/: clear those older than any live one
+    if removed := store.clean_staging(older_than_s=settings.train_max_seconds + 3600):
+        log.info("removed %d abandoned staging director(ies) from %s", removed, store.staging_root)
 
     def load(version: Any) -> Any:
         return load_version(

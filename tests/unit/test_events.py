@@ -32,6 +32,7 @@ def test_annotation_created_keeps_ids_only() -> None:
         annotation_ids=(payload["annotation"]["id"],),
         task_ids=(payload["task"]["id"],),
         received_at="2026-01-02T03:04:05.000+00:00",
+        accepted=1,  # submitted with a result, not cancelled: it counts towards the next training
     )
     record = event.to_json()
     assert payload["task"]["data"]["text"] not in record

@@ -1,0 +1,73 @@
+"""The model catalog: every stored version described for people (GET /models, `models list`), with its metrics,
+promotion decision and how often annotators kept its pre-fills.
+
+Acceptance counts are written per project by each training (MODEL_DIR/projects/<id>/acceptance.json, the latest
+export's view) and summed over projects here. Cheap: no torch, no Label Studio.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from backend.store import ModelStore, ModelVersion
+
+
+def acceptance_entry(kept: int, corrected: int) -> dict[str, Any]:
+    """{"kept", "corrected", "acceptance_rate"} (rate None when nothing was pre-filled)."""
+    total = kept + corrected
+    return {"kept": kept, "corrected": corrected, "acceptance_rate": round(kept / total, 4) if total else None}
+
+
+def record_acceptance(model_dir: Path | str, project: int, by_version: Mapping[str, Mapping[str, Any]]) -> None:
+    """Keep a project's latest acceptance counts per model version (atomic replace)."""
+    path = Path(model_dir) / "projects" / str(int(project)) / "acceptance.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"at": time.time(), "versions": by_version}), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def acceptance_by_version(model_dir: Path | str) -> dict[str, dict[str, Any]]:
+    """Kept and corrected pre-fills per model version, summed over every project the store has trained for."""
+    totals: dict[str, tuple[int, int]] = {}
+    for path in sorted((Path(model_dir) / "projects").glob("*/acceptance.json")):
+        try:
+            versions = json.loads(path.read_text(encoding="utf-8")).get("versions", {})
+        except (OSError, ValueError):
+            continue
+        for version, entry in versions.items():
+            kept, corrected = totals.get(version, (0, 0))
+            totals[version] = (kept + int(entry.get("kept", 0)), corrected + int(entry.get("corrected", 0)))
+    return {version: acceptance_entry(kept, corrected) for version, (kept, corrected) in totals.items()}
+
+
+def describe(version: ModelVersion, current: str | None, acceptance: Mapping[str, Any]) -> dict[str, Any]:
+    """One version as GET /models and `models list --json` show it."""
+    meta = version.meta
+    keys = ("source", "parent", "project", "data_hash", "counts", "metrics", "compared_with", "compared_metrics",
+            "decision", "train_seconds")
+    return {
+        "version": version.version,
+        "current": version.version == current,
+        "created_at": version.created_at,
+        "kind": meta.get("kind", "import"),
+        "status": meta.get("status"),
+        **{key: meta.get(key) for key in keys},
+        "acceptance": acceptance.get(version.version),
+    }
+
+
+def catalog(store: ModelStore) -> dict[str, Any]:
+    """Every version, oldest first, the current one, and the latest changes of CURRENT."""
+    current = store.current_version()
+    acceptance = acceptance_by_version(store.root)
+    return {
+        "current": current,
+        "models": [describe(v, current, acceptance) for v in store.list()],
+        "history": store.history()[-50:],
+    }

@@ -1,0 +1,264 @@
+"""Retraining a project's model from its accepted annotations, and the promotion rule that guards CURRENT.
+
+One `retrain` call: read the project's label config and export from Label Studio, keep the accepted annotations
+(backend.annotations), split them with the project's frozen holdout (backend.holdout), fine-tune a copy of the
+base version (the current one unless TRAIN_BASE names another) on the training side, score candidate and
+current on the holdout, publish the candidate as a new immutable version and, only when `decide` says it is at
+least as good, make it current. Nothing here knows about rq or Redis: the job in backend.jobs.tasks calls it
+and reports its phases.
+
+Crash safety comes from the store: the candidate is built in staging/ and appears whole or not at all, and
+CURRENT moves by one atomic rename after the candidate is published, so a kill at any point leaves CURRENT on a
+complete, loadable version.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from backend.annotations import AnnotationSet, accepted_annotations
+from backend.catalog import record_acceptance
+from backend.config import Settings
+from backend.errors import ModelUnavailable, NotEnoughAnnotations
+from backend.holdout import Holdout
+from backend.labeling.spec import parse_spec
+from backend.model.types import Example
+from backend.store import ModelStore, ModelVersion
+from backend.training import Predictor, TrainParams, TrainProgress, evaluate, fine_tune, hold_out
+
+log = logging.getLogger(__name__)
+
+# fewer training rows than this: no validation slice, no early stopping (every row is worth more as training)
+EARLY_STOPPING_MIN_ROWS = 100
+VALIDATION_SHARE = 0.1
+
+
+class Studio(Protocol):
+    """The Label Studio calls retraining makes (backend.studio.StudioClient)."""
+
+    def project(self, project_id: int) -> Any: ...
+
+    def export(self, project_id: int) -> list[dict[str, Any]]: ...
+
+
+class Labelled(Predictor, Protocol):
+    """A classifier that names its labels."""
+
+    @property
+    def labels(self) -> tuple[str, ...]: ...
+
+
+@dataclass(frozen=True)
+class RetrainPolicy:
+    """How a training runs and what it takes to be promoted (from Settings; see the README's table)."""
+
+    params: TrainParams
+    min_annotations: int = 20
+    holdout_fraction: float = 0.2
+    min_holdout: int = 30
+    margin: float = 0.0
+    base: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetrainPolicy:
+        """The policy the settings describe."""
+        params = TrainParams(
+            epochs=settings.train_epochs, learning_rate=settings.train_learning_rate,
+            batch_size=settings.train_batch_size, token_budget=max(4096, settings.train_batch_size * 64),
+            max_length=settings.train_max_length, max_seconds=settings.train_max_seconds,
+            warmup_ratio=0.1, weight_decay=0.01, seed=0,
+        )
+        return cls(
+            params=params, min_annotations=settings.train_min_annotations,
+            holdout_fraction=settings.train_holdout_fraction, min_holdout=settings.train_min_holdout,
+            margin=settings.promote_margin, base=settings.train_base,
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether the candidate replaces the current version, and why, in one sentence."""
+
+    promote: bool
+    reason: str
+    forced: bool = False
+
+
+def decide(
+    candidate: dict[str, Any] | None, current: dict[str, Any] | None, holdout_rows: int, policy: RetrainPolicy,
+    *, force: bool = False,
+) -> Decision:
+    """The promotion rule: with at least min_holdout rows, the candidate's holdout accuracy must reach the
+    current one's plus the margin (an exact tie goes to the lower log-loss); force overrides a failed rule."""
+    verdict = _verdict(candidate, current, holdout_rows, policy)
+    if force and not verdict.promote:
+        return Decision(True, f"forced: {verdict.reason}", forced=True)
+    return verdict
+
+
+def _verdict(
+    candidate: dict[str, Any] | None, current: dict[str, Any] | None, holdout_rows: int, policy: RetrainPolicy
+) -> Decision:
+    if candidate is None or current is None or holdout_rows < policy.min_holdout:
+        return Decision(False, f"only {holdout_rows} holdout row(s), fewer than "
+                               f"TRAIN_MIN_HOLDOUT={policy.min_holdout}: not enough to tell whether the "
+                               "candidate is better (force it to promote anyway)")
+    gain = candidate["accuracy"] - current["accuracy"]
+    scores = (f"holdout accuracy {candidate['accuracy']:.4f} vs current {current['accuracy']:.4f} "
+              f"on {holdout_rows} rows")
+    if math.isclose(gain, 0.0, abs_tol=1e-12) and policy.margin == 0:
+        if candidate["log_loss"] <= current["log_loss"]:
+            return Decision(True, f"{scores}: a tie, and log-loss {candidate['log_loss']:.4f} is not worse")
+        return Decision(False, f"{scores}: a tie, but log-loss {candidate['log_loss']:.4f} is worse than "
+                               f"{current['log_loss']:.4f}")
+    if gain >= policy.margin:
+        return Decision(True, f"{scores}: {gain:+.4f} reaches the margin {policy.margin:+.4f}")
+    return Decision(False, f"{scores}: {gain:+.4f} is below the margin {policy.margin:+.4f}")
+
+
+@dataclass(frozen=True)
+class RetrainOutcome:
+    """What one training produced: the candidate version, what it was compared with and whether it is current."""
+
+    candidate: str
+    compared_with: str
+    decision: Decision
+    candidate_metrics: dict[str, Any] | None
+    current_metrics: dict[str, Any] | None
+    counts: dict[str, Any]
+
+    @property
+    def promoted(self) -> bool:
+        """True when the candidate became the current version."""
+        return self.decision.promote
+
+    def summary(self) -> str:
+        """One line for the job's summary."""
+        verb = "promoted" if self.promoted else "trained but did not promote"
+        return f"{verb} {self.candidate} (compared with {self.compared_with}): {self.decision.reason}"
+
+
+Report = Callable[..., None]  # report(phase, **details): phase changes and training progress
+
+
+def retrain(
+    studio: Studio, store: ModelStore, project: int, policy: RetrainPolicy, *,
+    classifier_of: Callable[[str], Labelled], load_candidate: Callable[[Path], Predictor],
+    force: bool = False, report: Report | None = None, label: str = "",
+) -> RetrainOutcome:
+    """Train, evaluate, publish and maybe promote (see the module docstring). `classifier_of(version)` gives a
+    store version's loaded classifier; `load_candidate(dir)` loads the freshly trained checkpoint."""
+    say: Report = report or (lambda phase, **details: None)
+    say("loading annotations")
+    base = _base_version(store, policy)
+    base_classifier = classifier_of(base.version)
+    info = studio.project(project)
+    spec = parse_spec(info.label_config, base_classifier.labels)
+    annotations = accepted_annotations(studio.export(project), spec)
+    _check_enough(project, annotations, policy)
+    record_acceptance(store.root, project, annotations.acceptance())
+
+    split = Holdout(store.root, project).assign([r.task_id for r in annotations.rows], policy.holdout_fraction)
+    train = [r.example() for r in annotations.rows if r.task_id in split.train]
+    holdout = [r.example() for r in annotations.rows if r.task_id in split.holdout]
+    if not train:
+        raise NotEnoughAnnotations(f"project {project}: all {len(holdout)} accepted annotations are in the frozen "
+                                   "holdout; annotate more tasks to have rows to train on")
+    params, train, validation = _with_early_stopping(policy.params, train)
+    counts = {"annotations": len(annotations.rows), "train": len(train), "validation": len(validation),
+              "holdout": len(holdout), "skipped": dict(annotations.skipped)}
+    say("training", **counts)
+    with store.staging() as staged:
+        result = fine_tune(train, base.path, staged, params, labels=base_classifier.labels,
+                           eval_examples=validation or None,
+                           progress=lambda p: say("training", **_progress_fields(p)))
+        say("evaluating", holdout=len(holdout))
+        current = store.current_version() or base.version
+        candidate_metrics = evaluate(load_candidate(staged), holdout) if holdout else None
+        current_metrics = evaluate(classifier_of(current), holdout) if holdout else None
+        decision = decide(candidate_metrics, current_metrics, len(holdout), policy, force=force)
+        say("publishing")
+        meta = {
+            "source": f"fine-tuned on accepted annotations of Label Studio project {project}",
+            "kind": "retrain", "project": project, "parent": base.version, "compared_with": current,
+            "data_hash": annotations.data_hash(), "counts": counts, "params": asdict(params),
+            "training": result.summary(), "train_seconds": round(result.train_seconds, 1),
+            "metrics": {"holdout": candidate_metrics}, "compared_metrics": {"holdout": current_metrics},
+            "decision": asdict(decision), "status": "candidate", "job": label,
+        }
+        candidate = store.publish(staged, meta, name=f"p{project}-retrain", make_current=False)
+    if decision.promote:
+        say("promoting", candidate=candidate.version)
+        decision = _promote_if_unchanged(store, candidate, current, decision, label)
+    store.update_meta(candidate.version, status="promoted" if decision.promote else "rejected",
+                      decision=asdict(decision))
+    outcome = RetrainOutcome(candidate.version, current, decision, candidate_metrics, current_metrics, counts)
+    log.info("project %s: %s", project, outcome.summary())
+    return outcome
+
+
+def _base_version(store: ModelStore, policy: RetrainPolicy) -> ModelVersion:
+    name = policy.base or store.current_version()
+    if not name:
+        raise ModelUnavailable(f"the model store {store.root} has no current version to fine-tune from")
+    return store.get(name)
+
+
+def _check_enough(project: int, annotations: AnnotationSet, policy: RetrainPolicy) -> None:
+    if len(annotations.rows) >= policy.min_annotations:
+        return
+    skipped = ", ".join(f"{n} {why}" for why, n in sorted(annotations.skipped.items()))
+    raise NotEnoughAnnotations(
+        f"project {project} has {len(annotations.rows)} accepted annotation(s); training needs at least "
+        f"TRAIN_MIN_ANNOTATIONS={policy.min_annotations}" + (f" (left out: {skipped})" if skipped else "")
+    )
+
+
+def _with_early_stopping(
+    params: TrainParams, train: list[Example]
+) -> tuple[TrainParams, list[Example], list[Example]]:
+    """With enough rows, hold a validation slice out of training, score it after every epoch, keep the best epoch
+    and stop after two epochs without gain (small data learns late: evaluating more often stops it too soon)."""
+    if len(train) < EARLY_STOPPING_MIN_ROWS:
+        return params, train, []
+    rest, validation = hold_out(train, max(20, round(VALIDATION_SHARE * len(train))), params.seed)
+    steps_per_epoch = max(1, math.ceil(len(rest) / params.batch_size))
+    return replace(params, eval_every=steps_per_epoch, patience=2), rest, validation
+
+
+def _progress_fields(p: TrainProgress) -> dict[str, Any]:
+    return {"step": p.step, "total_steps": p.total_steps, "epoch": round(p.epoch, 3), "loss": round(p.loss, 4),
+            "eta_s": round(p.eta_s, 1), "elapsed_s": round(p.elapsed_s, 1)}
+
+
+def _promote_if_unchanged(
+    store: ModelStore, candidate: ModelVersion, compared_with: str, decision: Decision, label: str
+) -> Decision:
+    """Make the candidate current unless someone moved CURRENT since it was compared (then it stays a candidate)."""
+    now = store.current_version()
+    if now != compared_with:
+        return Decision(False, f"CURRENT changed from {compared_with} to {now} during the training; the candidate "
+                               "was compared with the old version, so it is kept but not promoted")
+    store.set_current(candidate.version, reason=f"promoted by training {label}".strip())
+    return decision
+
+
+def promote(store: ModelStore, version: str, reason: str = "promoted by hand") -> ModelVersion:
+    """Make any stored version current (the workers and the API pick it up without a restart)."""
+    promoted = store.set_current(version, reason=reason)
+    if promoted.meta.get("status") in ("candidate", "rejected"):
+        store.update_meta(version, status="promoted")
+    return promoted
+
+
+def rollback(store: ModelStore, version: str | None = None) -> ModelVersion:
+    """Make `version` current again, or without one the version that was current before the current one."""
+    target = version or store.previous_version()
+    if not target:
+        raise ModelUnavailable("nothing to roll back to: the store's history has no earlier current version")
+    return store.set_current(target, reason=f"rollback from {store.current_version()}")

@@ -1,0 +1,146 @@
+"""Retraining: the promotion rule, promote/rollback on the store, and one whole retrain on a tiny model."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from backend.catalog import acceptance_by_version, catalog
+from backend.errors import ModelUnavailable, NotEnoughAnnotations, ProjectNotFound
+from backend.holdout import Holdout
+from backend.model.classifier import SentimentClassifier
+from backend.retraining import RetrainPolicy, decide, promote, retrain, rollback
+from backend.store import ModelStore
+from backend.training import TrainParams
+from tests.jobs.fakes import FakeStudio, exported_task, learnable_text
+from tests.modelfactory import build_distilbert
+
+pytestmark = pytest.mark.unit
+
+POLICY = RetrainPolicy(TrainParams(epochs=6, learning_rate=3e-3, batch_size=16), min_annotations=20,
+                       holdout_fraction=0.25, min_holdout=20)
+
+
+def metrics(accuracy: float, log_loss: float = 0.5) -> dict[str, float]:
+    return {"accuracy": accuracy, "log_loss": log_loss}
+
+
+@pytest.mark.parametrize(("candidate", "current", "rows", "margin", "promoted"), [
+    (0.9, 0.8, 100, 0.0, True),
+    (0.79, 0.8, 100, 0.0, False),
+    (0.79, 0.8, 100, -0.02, True),   # a negative margin tolerates a small loss
+    (0.85, 0.8, 100, 0.1, False),    # a positive margin asks for a real gain
+    (0.9, 0.5, 10, 0.0, False),      # too few holdout rows to tell
+])
+def test_the_promotion_rule(candidate: float, current: float, rows: int, margin: float, promoted: bool) -> None:
+    policy = RetrainPolicy(TrainParams(), min_holdout=20, margin=margin)
+    decision = decide(metrics(candidate), metrics(current), rows, policy)
+    assert decision.promote is promoted and not decision.forced
+    assert ("TRAIN_MIN_HOLDOUT" in decision.reason) is (rows < 20)
+
+
+def test_a_tie_goes_to_the_lower_log_loss_and_force_overrides_a_refusal() -> None:
+    policy = RetrainPolicy(TrainParams(), min_holdout=1)
+    assert decide(metrics(0.8, 0.4), metrics(0.8, 0.5), 50, policy).promote
+    refused = decide(metrics(0.8, 0.6), metrics(0.8, 0.5), 50, policy)
+    assert not refused.promote and "log-loss" in refused.reason
+    forced = decide(metrics(0.8, 0.6), metrics(0.8, 0.5), 50, policy, force=True)
+    assert forced.promote and forced.forced and forced.reason.startswith("forced:")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ModelStore:
+    store = ModelStore(tmp_path / "models")
+    store.publish(build_distilbert(tmp_path / "random"), {"source": "random tiny"}, name="random")
+    return store
+
+
+def labelled(n: int, *, shuffle: set[int] | None = None, seed: int = 0) -> list[dict[str, object]]:
+    """n learnable tasks (ids 1..n) annotated with their true label, or a random one for the tasks in `shuffle`."""
+    truth = [i % 2 == 0 for i in range(n)]
+    rng = random.Random(seed)
+    shown = [rng.random() < 0.5 if shuffle and i + 1 in shuffle else t for i, t in enumerate(truth)]
+    return [exported_task(i + 1, learnable_text(i, truth[i]), "Positive" if shown[i] else "Negative")
+            for i in range(n)]
+
+
+def run(store: ModelStore, studio: FakeStudio, **kw: object) -> object:
+    loaded: dict[str, SentimentClassifier] = {}
+
+    def classifier_of(version: str) -> SentimentClassifier:
+        return loaded.setdefault(version, SentimentClassifier.from_path(store.get(version).path))
+
+    return retrain(studio, store, 1, kw.pop("policy", POLICY), classifier_of=classifier_of,  # type: ignore[arg-type]
+                   load_candidate=SentimentClassifier.from_path, **kw)  # type: ignore[arg-type]
+
+
+def test_a_candidate_better_on_the_holdout_is_published_and_promoted_with_its_record(store: ModelStore) -> None:
+    parent = store.current_version()
+    phases: list[str] = []
+    outcome = run(store, FakeStudio(0, exported=labelled(160)), report=lambda phase, **_: phases.append(phase))
+    assert outcome.promoted, outcome.decision  # type: ignore[attr-defined]
+    current = store.current()
+    assert current is not None and current.version == outcome.candidate != parent  # type: ignore[attr-defined]
+    meta = current.meta
+    assert meta["parent"] == parent and meta["status"] == "promoted" and meta["kind"] == "retrain"
+    assert meta["counts"]["annotations"] == 160 and meta["counts"]["holdout"] >= 20
+    assert meta["metrics"]["holdout"]["accuracy"] > meta["compared_metrics"]["holdout"]["accuracy"]
+    assert set(meta["metrics"]["holdout"]) >= {"accuracy", "macro_f1", "log_loss", "ece", "confusion"}
+    assert len(meta["data_hash"]) == 16
+    assert phases[0] == "loading annotations" and "training" in phases and phases[-1] == "promoting"
+    assert store.history()[-1]["previous"] == parent
+
+
+def test_shuffled_labels_are_rejected_and_the_current_version_stays(store: ModelStore) -> None:
+    good = run(store, FakeStudio(0, exported=labelled(160)))
+    assert good.promoted  # type: ignore[attr-defined]
+    trained_on = Holdout(store.root, 1).load().train  # the holdout keeps its true labels: it is the yardstick
+    bad = run(store, FakeStudio(0, exported=labelled(160, shuffle=trained_on)))
+    assert not bad.promoted and "below the margin" in bad.decision.reason  # type: ignore[attr-defined]
+    assert store.current_version() == good.candidate  # type: ignore[attr-defined]
+    assert store.get(bad.candidate).meta["status"] == "rejected"  # type: ignore[attr-defined]
+    # the holdout was frozen: both were compared on the same tasks
+    assert bad.counts["holdout"] == good.counts["holdout"]  # type: ignore[attr-defined]
+
+
+def test_too_few_annotations_or_an_unknown_project_fail_before_training(store: ModelStore) -> None:
+    with pytest.raises(NotEnoughAnnotations, match="has 5 accepted annotation"):
+        run(store, FakeStudio(0, exported=labelled(5)))
+    with pytest.raises(ProjectNotFound):
+        retrain(FakeStudio(0), store, 2, POLICY, classifier_of=lambda v: None,  # type: ignore[arg-type]
+                load_candidate=SentimentClassifier.from_path)
+    assert len(store.list()) == 1
+
+
+def test_too_small_a_holdout_trains_but_does_not_promote_unless_forced(store: ModelStore) -> None:
+    policy = RetrainPolicy(POLICY.params, min_annotations=20, holdout_fraction=0.25, min_holdout=1000)
+    kept = run(store, FakeStudio(0, exported=labelled(60)), policy=policy)
+    assert not kept.promoted and "TRAIN_MIN_HOLDOUT=1000" in kept.decision.reason  # type: ignore[attr-defined]
+    forced = run(store, FakeStudio(0, exported=labelled(60)), policy=policy, force=True)
+    assert forced.promoted and store.current_version() == forced.candidate  # type: ignore[attr-defined]
+
+
+def test_promote_and_rollback_move_current_and_keep_a_history(store: ModelStore, tmp_path: Path) -> None:
+    first = store.current_version()
+    second = store.publish(build_distilbert(tmp_path / "b", seed=1), {"status": "rejected"}, name="b",
+                           make_current=False).version
+    assert promote(store, second).version == second and store.get(second).meta["status"] == "promoted"
+    assert rollback(store).version == first
+    assert rollback(store, second).version == second
+    assert [h["version"] for h in store.history()] == [first, second, first, second]
+    with pytest.raises(ModelUnavailable, match="nothing to roll back"):
+        rollback(ModelStore(tmp_path / "empty"))
+
+
+def test_the_catalog_shows_acceptance_summed_over_projects(store: ModelStore) -> None:
+    from backend.catalog import record_acceptance
+
+    version = store.current_version()
+    assert version is not None
+    record_acceptance(store.root, 1, {version: {"kept": 3, "corrected": 1}})
+    record_acceptance(store.root, 2, {version: {"kept": 1, "corrected": 3}})
+    assert acceptance_by_version(store.root)[version] == {"kept": 4, "corrected": 4, "acceptance_rate": 0.5}
+    listing = catalog(store)
+    assert listing["current"] == version and listing["models"][0]["acceptance"]["kept"] == 4
