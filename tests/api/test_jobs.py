@@ -104,3 +104,82 @@ def test_tasks_created_is_only_recorded_when_disabled(make_backend: MakeBackend,
     reply = backend.client.post("/webhook", json={"action": "TASKS_CREATED", "project": {"id": 7}}).json()
     assert "prelabel" not in reply
     assert backend.client.get("/jobs").json()["jobs"] == []
+
+
+def test_start_training_answers_with_a_job_at_once_and_a_second_trigger_gets_the_same(
+    make_backend: MakeBackend, redis_url: str
+) -> None:
+    from tests.api.conftest import ls_payload
+
+    backend = make_backend(redis_url=redis_url)
+    hook = ls_payload("webhook_start_training.json")
+    first = backend.client.post("/webhook", json=hook)
+    assert first.status_code == 200 and first.json()["job"].startswith("train-") and first.json()["created"]
+    again = backend.client.post("/webhook", json=hook)
+    assert again.json()["job"] == first.json()["job"] and again.json()["created"] is False
+    shown = backend.client.get(f"/jobs/{first.json()['job']}").json()
+    assert (shown["kind"], shown["state"], shown["phase"], shown["project"]) == (
+        "train", "queued", "queued", hook["project"]["id"])
+    via_api = backend.client.post("/jobs/train", json={"project": hook["project"]["id"]})
+    assert via_api.status_code == 200 and via_api.json()["job"] == first.json()["job"]
+    other = backend.client.post("/jobs/train", json={"project": 999, "force": True})
+    assert other.status_code == 202 and other.json()["force"] is True
+    queued = redis.Redis.from_url(redis_url).llen("rq:queue:sentiment-train")
+    assert queued == 2
+
+
+def test_accepted_annotations_start_one_training_at_the_threshold(make_backend: MakeBackend, redis_url: str) -> None:
+    from tests.api.conftest import ls_payload
+
+    backend = make_backend(redis_url=redis_url, train_after_annotations=3)
+    hook = ls_payload("webhook_annotation_created.json")
+    cancelled = {**hook, "annotation": {**hook["annotation"], "was_cancelled": True}}
+    replies = [backend.client.post("/webhook", json=body).json() for body in (hook, cancelled, hook)]
+    assert [r.get("training", {}).get("since_last") for r in replies] == [1, None, 2]
+    third = backend.client.post("/webhook", json=hook).json()["training"]
+    assert third["since_last"] == 3 and third["created"] and third["job"].startswith("train-")
+    fourth = backend.client.post("/webhook", json=hook).json()["training"]
+    assert fourth["since_last"] == 1  # counting starts again after the training was queued
+    assert redis.Redis.from_url(redis_url).llen("rq:queue:sentiment-train") == 1
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    ({"project": "x"}, 422), ({}, 422), ({"project": 1, "force": "maybe"}, 422), ({"project": 1, "epochs": 3}, 422)])
+def test_bad_training_requests_are_4xx_with_a_message(
+    make_backend: MakeBackend, redis_url: str, body: dict[str, object], status: int
+) -> None:
+    reply = make_backend(redis_url=redis_url).client.post("/jobs/train", json=body)
+    assert reply.status_code == status and reply.json()["detail"]
+    assert_no_traceback(reply.text)
+
+
+def test_start_training_without_a_project_id_is_a_422(make_backend: MakeBackend, redis_url: str) -> None:
+    reply = make_backend(redis_url=redis_url).client.post("/webhook", json={"action": "START_TRAINING"})
+    assert reply.status_code == 422 and "project" in reply.json()["detail"]
+
+
+def test_promote_and_rollback_over_http_need_auth_and_switch_the_served_version(
+    make_backend: MakeBackend, redis_url: str, tmp_path
+) -> None:
+    open_backend = make_backend(redis_url=redis_url)
+    first = open_backend.version
+    staged = tmp_path / "ckpt"
+    staged.mkdir()
+    (staged / "config.json").write_text("{}")
+    second = open_backend.store.publish(staged, {"status": "rejected"}, name="second", make_current=False).version
+    refused = open_backend.client.post(f"/models/{second}/promote")
+    assert refused.status_code == 403 and "BASIC_AUTH_USER" in refused.json()["detail"]
+
+    backend = make_backend(redis_url=redis_url, basic_auth_user=USER, basic_auth_pass=PASSWORD)
+    assert backend.client.post(f"/models/{second}/promote").status_code == 401
+    assert backend.client.post(f"/models/{second}/promote", auth=AUTH).json() == {"current": second}
+    assert backend.served.wait(10) and backend.client.get("/health").json()["model_version"] == second
+    listing = backend.client.get("/models", auth=AUTH).json()
+    assert listing["current"] == second and {m["version"]: m["status"] for m in listing["models"]}[second] == "promoted"
+    assert {m["version"] for m in listing["models"]} == {first, second} and listing["history"][-1]["version"] == second
+    assert backend.client.post("/models/rollback", auth=AUTH).json() == {"current": first}
+    assert backend.served.wait(10) and backend.client.get("/health").json()["model_version"] == first
+    unknown = backend.client.post("/models/nope/promote", auth=AUTH)
+    assert unknown.status_code == 404 and "nope" in unknown.json()["detail"]
+    bad = backend.client.post("/models/rollback", json={"version": 5}, auth=AUTH)
+    assert bad.status_code == 422
