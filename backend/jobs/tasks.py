@@ -194,11 +194,16 @@ class TrainReporter:
     def __init__(self, runs: RunStore, run_id: str) -> None:
         self.runs, self.run_id = runs, run_id
         self._phase, self._last = "", 0.0
+        self._held: dict[str, Any] = {}  # the newest training progress not written yet (throttled)
 
     def __call__(self, phase: str, **details: Any) -> None:
         now = time.monotonic()
         if phase == self._phase and now - self._last < REPORT_EVERY_S:
+            self._held = details
             return
+        if phase != self._phase and self._held:  # leaving training: its last step, epoch and loss are kept
+            details = {**{k: v for k, v in self._held.items() if k != "eta_s"}, **details}
+        self._held = {}
         if self.runs.is_cancelled(self.run_id):
             raise RunCancelled(self.run_id)
         self._phase, self._last = phase, now

@@ -1,0 +1,303 @@
+"""Retraining end to end: real Label Studio 1.23.2 and its real webhooks, our own redis-server, a real worker process,
+our backend process on its own model store (the session backend's store is never touched).
+
+The model is a tiny random DistilBERT, and the tasks are sentences whose adjectives give their sentiment away, so a
+few seconds of training on them makes a measurably better model: what is tested is the machinery (triggers, the
+holdout, the promotion rule, the store, serving without restart), not accuracy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from backend.holdout import Holdout
+from devtools.labelstudio_server import free_port
+from tests.e2e.conftest import (
+    ARTIFACTS,
+    SENTIMENT_XML,
+    Backend,
+    Studio,
+    _stop,
+    _wait_for_backend,
+    clean_environment,
+    cli_executable,
+    connect_with_cli,
+    run_cli,
+)
+from tests.e2e.test_prelabel import RedisServer, Workers
+from tests.jobs.fakes import learnable_text
+from tests.modelfactory import build_distilbert
+
+pytestmark = pytest.mark.e2e
+
+N_TASKS = 120
+TRAIN_SETTINGS = {
+    "TRAIN_AFTER_ANNOTATIONS": str(N_TASKS), "TRAIN_EPOCHS": "8", "TRAIN_LEARNING_RATE": "0.003",
+    "TRAIN_MIN_ANNOTATIONS": "20", "TRAIN_HOLDOUT_FRACTION": "0.25", "TRAIN_MIN_HOLDOUT": "10",
+    "TRAIN_MAX_SECONDS": "120", "TRAIN_MAX_LENGTH": "64",
+}
+
+
+@dataclass
+class Retraining:
+    """Label Studio, our backend on its own store, Redis and one worker, as one test module uses them."""
+
+    studio: Studio
+    backend: Backend
+    redis: RedisServer
+    workers: Workers
+    env: dict[str, str]
+
+    @property
+    def store_dir(self) -> Path:
+        return self.backend.model_dir
+
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([cli_executable(), *args], env=env or self.env, capture_output=True, text=True,
+                              timeout=timeout)
+
+    def current(self) -> str:
+        return run_cli("models", "current", env=self.env).stdout.strip()
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        reply = requests.get(f"{self.backend.url}/jobs/{job_id}", auth=self.backend.auth, timeout=10)
+        assert reply.status_code == 200, reply.text
+        found: dict[str, Any] = reply.json()
+        return found
+
+    def jobs(self, kind: str = "train") -> list[dict[str, Any]]:
+        reply = requests.get(f"{self.backend.url}/jobs", auth=self.backend.auth, timeout=10)
+        return [j for j in reply.json()["jobs"] if j["kind"] == kind]
+
+    def wait_job(self, job_id: str, predicate: Any = lambda j: j["state"] not in ("queued", "running"),
+                 timeout: float = 240) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.job(job_id)
+            if predicate(job):
+                return job
+            time.sleep(0.5)
+        pytest.fail(f"{job_id} never got there: {job}\n{self.workers.logs()[-3000:]}")
+
+    def project(self, n: int, title: str) -> tuple[int, list[int], dict[int, bool]]:
+        """A project of n learnable tasks connected to our backend (its webhook carries the secret header)."""
+        client = self.studio.client
+        project = client.projects.create(title=title, label_config=SENTIMENT_XML.read_text())
+        assert project.id is not None
+        client.projects.import_tasks(id=project.id, request=[{"text": learnable_text(i, i % 2 == 0)} for i in range(n)])
+        tasks = sorted(client.tasks.list(project=project.id, fields="all"), key=lambda t: t.id)
+        truth = {int(t.id): t.data["text"].split()[1] in ("wonderful", "great", "superb", "delightful", "moving",
+                                                          "brilliant", "charming", "excellent") for t in tasks}
+        connect_with_cli(self.studio, self.backend, project.id)
+        return project.id, sorted(truth), truth
+
+    def annotate(self, task_id: int, positive: bool) -> int:
+        created = self.studio.client.annotations.create(id=task_id, result=[_choice(positive)])
+        assert created.id is not None
+        return int(created.id)
+
+    def setup_version(self, project: int) -> str:
+        body = {"project": f"{project}.1700000000", "label_config": SENTIMENT_XML.read_text()}
+        reply = requests.post(f"{self.backend.url}/setup", json=body, auth=self.backend.auth, timeout=10)
+        assert reply.status_code == 200, reply.text
+        return str(reply.json()["model_version"])
+
+    def wait_served(self, project: int, version: str, timeout: float = 60) -> None:
+        """/setup starts loading a new CURRENT in the background; wait until it answers with `version`."""
+        deadline = time.monotonic() + timeout
+        while self.setup_version(project) != version:
+            if time.monotonic() > deadline:
+                pytest.fail(f"the backend never served {version}:\n{self.backend.log_text()[-3000:]}")
+            time.sleep(0.3)
+
+
+def _choice(positive: bool) -> dict[str, Any]:
+    return {"from_name": "sentiment", "to_name": "text", "type": "choices",
+            "value": {"choices": ["Positive" if positive else "Negative"]}}
+
+
+@pytest.fixture(scope="module")
+def retraining(
+    tmp_path_factory: pytest.TempPathFactory, label_studio: Studio, backend: Backend
+) -> Iterator[Retraining]:
+    """Our own backend process (Basic auth, webhook secret, the training settings), Redis and one worker."""
+    root = tmp_path_factory.mktemp("retraining")
+    redis_server = RedisServer(root)
+    redis_server.start()
+    model_dir = root / "models"
+    env = clean_environment(
+        MODEL_DIR=str(model_dir), REDIS_URL=redis_server.url, LABEL_STUDIO_URL=label_studio.url,
+        LABEL_STUDIO_API_KEY=label_studio.pat, BASIC_AUTH_USER=backend.user, BASIC_AUTH_PASS=backend.password,
+        WEBHOOK_SECRET=backend.webhook_secret, LOG_LEVEL="INFO", **TRAIN_SETTINGS,
+    )
+    version = run_cli("models", "import", str(build_distilbert(root / "tiny")), env=env).stdout.strip().splitlines()[-1]
+    port = free_port()
+    ours = Backend(url=f"http://127.0.0.1:{port}", user=backend.user, password=backend.password,
+                   webhook_secret=backend.webhook_secret, version=version, model_dir=model_dir,
+                   log_path=root / "backend.log", env=env)
+    with ours.log_path.open("ab") as out:
+        process = subprocess.Popen([cli_executable(), "serve", "--port", str(port)], env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    workers = Workers(env, root)
+    try:
+        _wait_for_backend(ours, process)
+        workers.start(1)
+        yield Retraining(label_studio, ours, redis_server, workers, env)
+    finally:
+        workers.stop_all()
+        _stop(process)
+        redis_server.stop()
+        with contextlib.suppress(OSError):
+            target = ARTIFACTS / "e2e" / "retraining"
+            target.mkdir(parents=True, exist_ok=True)
+            (target / "backend.log").write_text(ours.log_text())
+            (target / "workers.log").write_text(workers.logs())
+
+
+@dataclass
+class Promoted:
+    project: int
+    parent: str
+    promoted: str
+    truth: dict[int, bool]
+    annotations: dict[int, int]
+
+
+@pytest.fixture(scope="module")
+def promoted(retraining: Retraining) -> Promoted:
+    """Annotate every task through the Label Studio API; the N-th ANNOTATION_CREATED webhook starts a training."""
+    parent = retraining.current()
+    project, task_ids, truth = retraining.project(N_TASKS, "retraining e2e")
+    annotations = {t: retraining.annotate(t, truth[t]) for t in task_ids}
+    deadline = time.monotonic() + 30
+    while not retraining.jobs() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    jobs = retraining.jobs()
+    assert len(jobs) == 1, f"expected one training from the annotation webhooks, got {jobs}"
+    job = retraining.wait_job(jobs[0]["id"])
+    assert job["state"] == "finished" and job["promoted"] is True, job
+    return Promoted(project, parent, job["candidate"], truth, annotations)
+
+
+def test_annotations_in_label_studio_train_and_promote_and_predictions_carry_the_new_version(
+    retraining: Retraining, promoted: Promoted
+) -> None:
+    assert retraining.current() == promoted.promoted != promoted.parent
+    retraining.wait_served(promoted.project, promoted.promoted)
+    # a task imported now has no prediction: opening it makes Label Studio ask our backend for one
+    client = retraining.studio.client
+    client.projects.import_tasks(id=promoted.project, request=[{"text": learnable_text(999, True)}])
+    newest = max(int(t.id) for t in client.tasks.list(project=promoted.project, fields="task_only"))
+    client.tasks.get(id=str(newest))  # GET /api/tasks/{id}
+    predictions = list(client.predictions.list(task=newest))
+    assert [p.model_version for p in predictions] == [promoted.promoted]
+    listing = requests.get(f"{retraining.backend.url}/models", auth=retraining.backend.auth, timeout=10).json()
+    entry = next(m for m in listing["models"] if m["version"] == promoted.promoted)
+    assert entry["parent"] == promoted.parent and entry["status"] == "promoted"
+    holdout = entry["metrics"]["holdout"]
+    assert holdout["accuracy"] > entry["compared_metrics"]["holdout"]["accuracy"]
+    assert entry["counts"]["annotations"] == N_TASKS and entry["counts"]["holdout"] >= 10
+
+
+def test_a_candidate_trained_on_shuffled_labels_is_rejected_and_the_current_version_stays(
+    retraining: Retraining, promoted: Promoted
+) -> None:
+    split = Holdout(retraining.store_dir, promoted.project).load()
+    rng = random.Random(1)
+    for task_id in sorted(split.train):  # the holdout keeps its true labels: it is what versions are judged on
+        retraining.studio.client.annotations.update(id=promoted.annotations[task_id],
+                                                    result=[_choice(rng.random() < 0.5)])
+    ml = retraining.studio.client.ml.list(project=promoted.project)
+    retraining.studio.client.ml.train(id=int(ml[0].id))  # the "Start training" button: START_TRAINING webhook
+    job = retraining.wait_job(retraining.jobs()[0]["id"])
+    assert job["state"] == "finished" and job["promoted"] is False, job
+    assert "did not promote" in job["summary"]
+    assert retraining.current() == promoted.promoted
+    assert retraining.setup_version(promoted.project) == promoted.promoted
+
+
+def test_rollback_restores_the_previous_version_for_the_api_and_the_workers(
+    retraining: Retraining, promoted: Promoted
+) -> None:
+    assert run_cli("models", "rollback", env=retraining.env).stdout.strip() == promoted.parent
+    retraining.wait_served(promoted.project, promoted.parent)
+    done = retraining.cli("prelabel", "--project", str(promoted.project), "--follow")
+    assert done.returncode == 0, done.stderr
+    versions = {p.model_version for p in retraining.studio.client.predictions.list(project=promoted.project)}
+    assert promoted.parent in versions  # the worker, never restarted, pre-labeled with the rolled-back version
+    back = requests.post(f"{retraining.backend.url}/models/{promoted.promoted}/promote", auth=retraining.backend.auth,
+                         timeout=10)
+    assert back.status_code == 200 and retraining.current() == promoted.promoted
+
+
+def test_kill_9_of_the_worker_during_training_leaves_the_store_serving(
+    retraining: Retraining, promoted: Promoted
+) -> None:
+    before = retraining.current()
+    slow = {**retraining.env, "TRAIN_EPOCHS": "50", "TRAIN_BATCH_SIZE": "1", "TRAIN_MAX_SECONDS": "300"}
+    extra = Workers(slow, retraining.workers.log_dir / "slow")
+    extra.log_dir.mkdir(exist_ok=True)
+    retraining.workers.stop_all()  # only the slow worker may take the job
+    try:
+        extra.start(1)
+        done = retraining.cli("train", "--project", str(promoted.project))
+        job_id = done.stdout.split()[0]
+        retraining.wait_job(job_id, lambda j: j.get("phase") == "training" and (j.get("step") or 0) > 5)
+        extra.kill(0)
+        assert retraining.current() == before
+        assert retraining.setup_version(promoted.project) == before
+        listed = json.loads(run_cli("models", "list", "--json", env=retraining.env).stdout)
+        assert listed["current"] == before and all(m["status"] != "candidate" for m in listed["models"])
+        predict = {"tasks": [{"id": 1, "data": {"text": "fine"}}], "label_config": SENTIMENT_XML.read_text()}
+        reply = requests.post(f"{retraining.backend.url}/predict", json=predict, auth=retraining.backend.auth,
+                              timeout=30)
+        assert reply.status_code == 200 and reply.json()["results"][0]["model_version"] == before
+        run_cli("jobs", "cancel", job_id, env=retraining.env)  # no retry of the long training in this test
+    finally:
+        extra.stop_all()
+        retraining.workers.processes.clear()
+        retraining.workers.start(1)
+
+
+@pytest.mark.parametrize("case", ["no annotations", "unknown project", "wrong token"])
+def test_bad_training_input_fails_the_job_clearly_and_promotes_nothing(
+    retraining: Retraining, promoted: Promoted, case: str
+) -> None:
+    before = retraining.current()
+    project = {"no annotations": retraining.project(5, "empty")[0], "unknown project": 987654}.get(
+        case, promoted.project)
+    env = retraining.env
+    if case == "wrong token":
+        env = {**env, "LABEL_STUDIO_API_KEY": "not-a-token"}
+        retraining.workers.stop_all()
+    try:
+        done = retraining.cli("train", "--project", str(project))
+        job_id = done.stdout.split()[0]
+        if case == "wrong token":
+            burst = subprocess.run([cli_executable(), "worker", "--burst"], env=env, capture_output=True, text=True,
+                                   timeout=300)
+            assert burst.returncode == 0, burst.stderr[-2000:]
+        job = retraining.wait_job(job_id)
+    finally:
+        if case == "wrong token":
+            retraining.workers.processes.clear()
+            retraining.workers.start(1)
+    expected = {"no annotations": "has 0 accepted annotation", "unknown project": "no project 987654",
+                "wrong token": "LabelStudioAuthError"}[case]
+    assert job["state"] == "failed" and expected in job["summary"] and "nothing was promoted" in job["summary"], job
+    assert retraining.current() == before
+    assert "not-a-token" not in json.dumps(job)
+
