@@ -144,3 +144,48 @@ def test_the_catalog_shows_acceptance_summed_over_projects(store: ModelStore) ->
     assert acceptance_by_version(store.root)[version] == {"kept": 4, "corrected": 4, "acceptance_rate": 0.5}
     listing = catalog(store)
     assert listing["current"] == version and listing["models"][0]["acceptance"]["kept"] == 4
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL at one point of a training: nothing after it runs, no except clause catches it."""
+
+
+def test_a_kill_between_publishing_and_promoting_leaves_current_loadable(
+    store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = store.current_version()
+
+    def killed(*args: object, **kw: object) -> None:
+        raise Killed
+
+    monkeypatch.setattr(store, "set_current", killed)
+    with pytest.raises(Killed):
+        run(store, FakeStudio(0, exported=labelled(160)))
+    assert store.current_version() == before
+    candidate = next(v for v in store.list() if v.version != before)
+    assert candidate.meta["status"] == "candidate"  # published whole, never made current
+    current = store.current()
+    assert current is not None and SentimentClassifier.from_path(current.path).predict(["fine"])
+
+
+def test_a_kill_while_publishing_leaves_no_half_version_and_staging_is_cleaned_later(
+    store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import backend.store as store_module
+
+    before = [v.version for v in store.list()]
+    real_replace = store_module.os.replace
+
+    def replace(src: object, dst: object) -> None:
+        if "versions" in str(dst):
+            raise Killed  # the rename that makes a version visible never happens
+        real_replace(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_module.os, "replace", replace)
+    monkeypatch.setattr(store_module.shutil, "rmtree", lambda *a, **k: None)  # a killed process cleans nothing
+    with pytest.raises(Killed):
+        run(store, FakeStudio(0, exported=labelled(160)))
+    monkeypatch.undo()
+    assert [v.version for v in store.list()] == before and store.current_version() == before[0]
+    assert any(store.staging_root.iterdir())
+    assert store.clean_staging(older_than_s=-1) >= 1 and not any(store.staging_root.iterdir())
