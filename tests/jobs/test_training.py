@@ -99,3 +99,13 @@ def test_a_cancelled_training_stops_and_promotes_nothing(redis_conn, store: Mode
     work(redis_conn)
     assert RunStore(redis_conn).get(run.id).state == RunState.CANCELLED
     assert len(store.list()) == 1
+
+
+def test_a_promotion_can_pre_label_the_unlabeled_tasks_with_the_new_version(
+    redis_conn, store: ModelStore, trainer
+) -> None:
+    tasks.context().settings.prelabel_after_promotion = True
+    run = RunStore(redis_conn).get(train(redis_conn, store))
+    follow_up = RunStore(redis_conn).get(run.info["prelabel_job"])
+    assert follow_up.kind == "prelabel" and follow_up.model_version == run.info["candidate"] == store.current_version()
+    assert follow_up.info["unlabeled_only"] is True and follow_up.state == RunState.FINISHED
