@@ -333,8 +333,11 @@ def jobs_list(ctx: click.Context, limit: int) -> None:
         _fail(exc)
     for run in runs:
         d = run.as_dict()
-        click.echo(f"{run.id:<24} project={run.project:<6} {run.state.value:<21} {d['percent']:>5.1f}% "
-                   f"done={d['done']} failed={d['failed']} skipped={d['skipped']} {d['rows_per_s']} rows/s")
+        head = f"{run.id:<24} project={run.project:<6} {run.state.value:<21} {d['percent']:>5.1f}% "
+        if run.kind == "train":
+            click.echo(head + f"phase={d['phase']} candidate={d['candidate'] or '-'} promoted={d['promoted']}")
+        else:
+            click.echo(head + f"done={d['done']} failed={d['failed']} skipped={d['skipped']} {d['rows_per_s']} rows/s")
 
 
 @jobs.command("show")

@@ -109,3 +109,34 @@ def test_a_promotion_can_pre_label_the_unlabeled_tasks_with_the_new_version(
     follow_up = RunStore(redis_conn).get(run.info["prelabel_job"])
     assert follow_up.kind == "prelabel" and follow_up.model_version == run.info["candidate"] == store.current_version()
     assert follow_up.info["unlabeled_only"] is True and follow_up.state == RunState.FINISHED
+
+
+def test_jobs_list_shows_training_and_prelabel_runs_side_by_side(redis_conn, store: ModelStore) -> None:
+    from click.testing import CliRunner
+
+    from backend.cli import main
+    from backend.jobs.queues import enqueue_prelabel
+
+    training, _ = enqueue_training(redis_conn, 3, "v1", max_seconds=60)
+    prelabel, _ = enqueue_prelabel(redis_conn, 3, "v1", chunk_size=10)
+    url = redis_conn.connection_pool.connection_kwargs
+    env = {"REDIS_URL": f"redis://{url['host']}:{url['port']}/{url['db']}", "MODEL_DIR": str(store.root)}
+    listed = CliRunner().invoke(main, ["jobs", "list"], env=env)
+    assert listed.exit_code == 0, listed.output
+    lines = {line.split()[0]: line for line in listed.output.splitlines()}
+    assert "phase=queued candidate=- promoted=None" in lines[training.id]
+    assert "done=0 failed=0" in lines[prelabel.id]
+
+
+def test_follow_shows_a_training_until_it_ends(redis_conn, capsys: pytest.CaptureFixture[str]) -> None:
+    from backend.cli import _follow
+
+    run, _ = enqueue_training(redis_conn, 3, "v1", max_seconds=60)
+    runs = RunStore(redis_conn)
+    runs.set_info(run.id, phase="training", progress=0.5, epoch=1.5, loss=0.3)
+    runs.set_state(run.id, RunState.FINISHED, summary="promoted v2 (compared with v1): better")
+    assert _follow(redis_conn, run.id, poll_s=0.01) == 0
+    assert f"{run.id} finished: promoted v2" in capsys.readouterr().out
+    failed, _ = enqueue_training(redis_conn, 4, "v1", max_seconds=60)
+    runs.set_state(failed.id, RunState.FAILED, summary="failed: no annotations; nothing was promoted")
+    assert _follow(redis_conn, failed.id, poll_s=0.01) == 1
