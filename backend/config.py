@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     train_batch_size: int = Field(16, ge=1, le=512)
     train_max_length: int = Field(256, ge=16, le=4096, description="training texts are cut to this many tokens")
     train_max_seconds: float = Field(600, gt=0, description="wall-clock budget of one training's fine-tuning")
+    train_rehearsal_file: Path | None = Field(
+        None, description="labelled text,label TSV/CSV of the base model's domain, mixed into training (rehearsal)"
+    )
+    train_rehearsal_ratio: float = Field(1.0, ge=0, le=10, description="rehearsal rows per project training row")
     prelabel_after_promotion: bool = Field(
         False, description="after a promotion, pre-label the project's unlabeled tasks with the new version"
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 from backend.annotations import AnnotationSet, accepted_annotations
 from backend.catalog import record_acceptance
 from backend.config import Settings
+from backend.datasets import read_examples
 from backend.errors import ModelUnavailable, NotEnoughAnnotations
 from backend.holdout import Holdout
 from backend.labeling.spec import parse_spec
@@ -63,6 +65,8 @@ class RetrainPolicy:
     min_holdout: int = 30
     margin: float = 0.0
     base: str | None = None
+    rehearsal_file: Path | None = None  # the base model's own labelled data, mixed in so it forgets less
+    rehearsal_ratio: float = 1.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetrainPolicy:
@@ -77,6 +81,7 @@ class RetrainPolicy:
             params=params, min_annotations=settings.train_min_annotations,
             holdout_fraction=settings.train_holdout_fraction, min_holdout=settings.train_min_holdout,
             margin=settings.promote_margin, base=settings.train_base,
+            rehearsal_file=settings.train_rehearsal_file, rehearsal_ratio=settings.train_rehearsal_ratio,
         )
 
 
@@ -170,8 +175,10 @@ def retrain(
         raise NotEnoughAnnotations(f"project {project}: all {len(holdout)} accepted annotations are in the frozen "
                                    "holdout; annotate more tasks to have rows to train on")
     params, train, validation = _with_early_stopping(policy.params, train)
+    rehearsal = _rehearsal(policy, len(train))
     counts = {"annotations": len(annotations.rows), "train": len(train), "validation": len(validation),
-              "holdout": len(holdout), "skipped": dict(annotations.skipped)}
+              "holdout": len(holdout), "rehearsal": len(rehearsal), "skipped": dict(annotations.skipped)}
+    train = train + rehearsal
     say("training", **counts)
     with store.staging() as staged:
         result = fine_tune(train, base.path, staged, params, labels=base_classifier.labels,
@@ -229,6 +236,16 @@ def _with_early_stopping(
     rest, validation = hold_out(train, max(20, round(VALIDATION_SHARE * len(train))), params.seed)
     steps_per_epoch = max(1, math.ceil(len(rest) / params.batch_size))
     return replace(params, eval_every=steps_per_epoch, patience=2), rest, validation
+
+
+def _rehearsal(policy: RetrainPolicy, project_rows: int) -> list[Example]:
+    """A seeded sample of the rehearsal file, rehearsal_ratio rows per project training row (none without a file).
+    Validation and holdout stay project-only: promotion is judged on the project's rows."""
+    if policy.rehearsal_file is None or policy.rehearsal_ratio <= 0:
+        return []
+    pool = read_examples(policy.rehearsal_file)
+    count = min(len(pool), round(policy.rehearsal_ratio * project_rows))
+    return random.Random(policy.params.seed).sample(pool, count)
 
 
 def _progress_fields(p: TrainProgress) -> dict[str, Any]:

@@ -21,7 +21,8 @@ and at most 180 s from the trigger to the promotion. Phase seconds come from the
 the 1 s poll (queued = trigger to the worker's start stamp, exact).
 
     .venv/bin/python bench/retrain_domain.py --store models [--labels 500] [--eval-rows N] [--seed 0] \
-        [--max-seconds 600] [--epochs E] [--learning-rate LR] [--max-length L] [--min-holdout 20]
+        [--max-seconds 600] [--epochs E] [--learning-rate LR] [--max-length L] [--min-holdout 20] \
+        [--rehearsal-file data/sst2/train.tsv] [--rehearsal-ratio 1.0]
 
 Smoke run (a tiny random model, a couple of minutes):
     .venv/bin/python bench/retrain_domain.py --store /tmp/bench-tiny/models --labels 60 --eval-rows 100 \
@@ -386,7 +387,8 @@ def run_label_studio_flow(args: argparse.Namespace, tmp: Path, store: Path, labe
             PRELABEL_AFTER_PROMOTION="false", PRELABEL_ON_TASKS_CREATED="false",
         )
         for option, variable in (("epochs", "TRAIN_EPOCHS"), ("learning_rate", "TRAIN_LEARNING_RATE"),
-                                 ("max_length", "TRAIN_MAX_LENGTH")):
+                                 ("max_length", "TRAIN_MAX_LENGTH"), ("rehearsal_file", "TRAIN_REHEARSAL_FILE"),
+                                 ("rehearsal_ratio", "TRAIN_REHEARSAL_RATIO")):
             if getattr(args, option) is not None:
                 settings[variable] = str(getattr(args, option))
         env = service_environment(**settings)
@@ -465,6 +467,9 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=None,
                     help=f"TRAIN_MAX_LENGTH (default {defaults['train_max_length'].default})")
     ap.add_argument("--min-holdout", type=int, default=20, help="TRAIN_MIN_HOLDOUT of the worker")
+    ap.add_argument("--rehearsal-file", type=lambda p: Path(p).resolve(), default=None,
+                    help="TRAIN_REHEARSAL_FILE, e.g. data/sst2/train.tsv (old-domain rows mixed into training)")
+    ap.add_argument("--rehearsal-ratio", type=float, default=None, help="TRAIN_REHEARSAL_RATIO")
     ap.add_argument("--timeout", type=float, default=None,
                     help="seconds to wait for the job (default: max-seconds + 1200)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "retrain_domain.json")
@@ -529,6 +534,9 @@ def main() -> None:
             "holdout_fraction": defaults["train_holdout_fraction"].default,
             "min_annotations": defaults["train_min_annotations"].default,
             "promote_margin": defaults["promote_margin"].default,
+            "rehearsal_file": str(args.rehearsal_file) if args.rehearsal_file else None,
+            "rehearsal_ratio": args.rehearsal_ratio if args.rehearsal_ratio is not None
+            else defaults["train_rehearsal_ratio"].default,
         },
         "machine": {"nproc": len(os.sched_getaffinity(0)), "cpus": os.cpu_count(),
                     "python": platform.python_version(), "platform": platform.platform(), "device": "cpu"},

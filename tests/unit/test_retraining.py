@@ -189,3 +189,15 @@ def test_a_kill_while_publishing_leaves_no_half_version_and_staging_is_cleaned_l
     assert [v.version for v in store.list()] == before and store.current_version() == before[0]
     assert any(store.staging_root.iterdir())
     assert store.clean_staging(older_than_s=-1) >= 1 and not any(store.staging_root.iterdir())
+
+
+def test_rehearsal_rows_join_training_but_never_the_holdout(store: ModelStore, tmp_path: Path) -> None:
+    old_domain = tmp_path / "old.tsv"
+    old_domain.write_text("text\tlabel\n" + "".join(f"{learnable_text(i, i % 2 == 0)}\t{1 - i % 2}\n"
+                                                    for i in range(500, 900)), encoding="utf-8")
+    policy = RetrainPolicy(POLICY.params, min_annotations=20, holdout_fraction=0.25, min_holdout=20,
+                           rehearsal_file=old_domain, rehearsal_ratio=2.0)
+    outcome = run(store, FakeStudio(0, exported=labelled(160)), policy=policy)
+    counts = outcome.counts  # type: ignore[attr-defined]
+    assert counts["rehearsal"] == 2 * counts["train"] and counts["annotations"] == 160
+    assert outcome.candidate_metrics["n"] == counts["holdout"]  # type: ignore[attr-defined]
