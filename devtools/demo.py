@@ -6,7 +6,8 @@
 2. a model: `sentiment-backend models current`, else `models bootstrap --preset quick` (offline, ~10 min on 2 cores);
 3. Label Studio 1.23.2 from .venv-ls on 127.0.0.1:8080, data kept in .run/label-studio for the next run, and a
    personal access token for the admin (replacing the previous run's);
-4. the backend: `sentiment-backend serve` on 127.0.0.1:9090 (log: .run/backend.log);
+4. the backend: `sentiment-backend serve` on 127.0.0.1:9090 (log: .run/backend.log), and one
+   `sentiment-backend worker` for trainings and bulk pre-labeling (log: .run/worker.log);
 5. once: the project "Sentiment demo (SST-2 dev)" with the 872 SST-2 dev sentences, connected with
    `sentiment-backend connect --retrieve` (pre-labels every task with Label Studio's "Retrieve predictions");
 6. prints where to log in, then waits; Ctrl-C stops what this run started.
@@ -50,6 +51,7 @@ BACKEND_TITLE = "sentiment-backend"
 RUN_DIR = REPO_ROOT / ".run"
 LABEL_CONFIG = REPO_ROOT / "labeling_config" / "sentiment.xml"
 DEV_TSV = REPO_ROOT / "data" / "sst2" / "dev.tsv"
+DATA_TRAIN_TSV = REPO_ROOT / "data" / "sst2" / "train.tsv"
 
 
 class DemoError(RuntimeError):
@@ -155,6 +157,14 @@ def start_backend(env: dict[str, str], port: int, log_path: Path) -> subprocess.
     raise DemoError(f"the backend's /health is not 200 after 180 s; see {log_path}")
 
 
+def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """One `sentiment-backend worker`: it runs the trainings ("Start training", annotation thresholds) and bulk
+    pre-labeling the backend queues; it preloads the model, so it is not waited for."""
+    with log_path.open("ab") as out:
+        return subprocess.Popen(cli("worker"), env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
 def find_project(client: LabelStudio, title: str) -> int | None:
     """The id of the first project with this title, if any."""
     projects: Any = client.projects.list()  # a pager over every page
@@ -212,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     env.setdefault("MODEL_DIR", str(REPO_ROOT / "models"))
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    # the demo's models know SST-2: rehearsing it keeps a project's retraining from forgetting it
+    env.setdefault("TRAIN_REHEARSAL_FILE", str(DATA_TRAIN_TSV))
     backend_url = f"http://127.0.0.1:{options.backend_port}"
     started: list[tuple[str, subprocess.Popen[bytes]]] = []
     studio = LabelStudioServer(options.ls_data, options.ls_port)
@@ -238,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         env.update(LABEL_STUDIO_URL=studio.base_url, LABEL_STUDIO_API_KEY=pat)
         with phase(f"backend on {backend_url}"):
             started.append(("backend", start_backend(env, options.backend_port, RUN_DIR / "backend.log")))
+        started.append(("worker", start_worker(env, RUN_DIR / "worker.log")))
         client = LabelStudio(base_url=studio.base_url, api_key=pat, timeout=600)
         project_id = ensure_project(client, env, backend_url)
         log.info("ready in %.1f s", time.monotonic() - total)

@@ -197,13 +197,13 @@ class RunStore:
         pipe.execute()
 
     def exists(self, run_id: str) -> bool:
-        """True when the run record is in Redis."""
-        return bool(self.redis.exists(self._key(run_id)))
+        """True when the run record is in Redis (counters alone, left by a worker after Redis lost it, are not one)."""
+        return bool(self.redis.hexists(self._key(run_id), "id"))
 
     def get(self, run_id: str) -> Run:
         """The run; raises JobNotFound."""
         raw = {_text(k): _text(v) for k, v in self.redis.hgetall(self._key(run_id)).items()}
-        if not raw:
+        if "id" not in raw:  # absent, or only counters a worker still in flight added after Redis lost the run
             raise JobNotFound(f"no job {run_id!r} (unknown id, or Redis lost it: a restarted Redis keeps nothing)")
         errors = tuple(_text(e) for e in self.redis.lrange(self._key(run_id, ":errors"), 0, MAX_ERRORS - 1))
         return Run(
@@ -243,7 +243,10 @@ class RunStore:
 
     def mark_started(self, run_id: str) -> None:
         """Stamp started_at once (the first chunk to start does it)."""
-        self.redis.hsetnx(self._key(run_id), "started_at", time.time())
+        pipe = self.redis.pipeline()
+        pipe.hsetnx(self._key(run_id), "started_at", time.time())
+        pipe.expire(self._key(run_id), RUN_TTL_S)
+        pipe.execute()
 
     def add(self, run_id: str, **amounts: int) -> None:
         """Add to counters atomically."""
@@ -251,6 +254,7 @@ class RunStore:
         for name, amount in amounts.items():
             if amount:
                 pipe.hincrby(self._key(run_id), name, amount)
+        pipe.expire(self._key(run_id), RUN_TTL_S)  # a run Redis lost must not leave counters behind forever
         pipe.execute()
 
     def error(self, run_id: str, message: str) -> None:

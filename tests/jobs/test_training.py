@@ -140,3 +140,15 @@ def test_follow_shows_a_training_until_it_ends(redis_conn, capsys: pytest.Captur
     failed, _ = enqueue_training(redis_conn, 4, "v1", max_seconds=60)
     runs.set_state(failed.id, RunState.FAILED, summary="failed: no annotations; nothing was promoted")
     assert _follow(redis_conn, failed.id, poll_s=0.01) == 1
+
+
+def test_counters_a_late_worker_adds_to_a_run_redis_lost_are_not_a_run(redis_conn) -> None:
+    from backend.errors import JobNotFound
+
+    runs = RunStore(redis_conn)
+    runs.add("prelabel-gone", done=100)  # a chunk finishing after Redis restarted empty
+    runs.mark_started("prelabel-gone")
+    assert not runs.exists("prelabel-gone")
+    with pytest.raises(JobNotFound, match="Redis lost it"):
+        runs.get("prelabel-gone")
+    assert 0 < redis_conn.ttl("sentiment:run:prelabel-gone") <= 30 * 24 * 3600
