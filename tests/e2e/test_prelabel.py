@@ -183,10 +183,13 @@ def bench(tmp_path: Path, label_studio: Studio, backend: Backend) -> Iterator[Be
         LABEL_STUDIO_API_KEY=label_studio.pat, LOG_LEVEL="INFO", JOB_RETRIES="3",
     )
     workers = Workers(env, tmp_path)
+    bench = Bench(label_studio, server, workers, env, backend.version, proxy)
     try:
-        yield Bench(label_studio, server, workers, env, backend.version, proxy)
+        yield bench
     finally:
         workers.stop_all()
+        if bench.workers is not workers:  # a test that started workers with its own environment
+            bench.workers.stop_all()
         proxy.stop()
         server.stop()
         with contextlib.suppress(OSError):
