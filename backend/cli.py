@@ -229,10 +229,7 @@ def prelabel(ctx: click.Context, project: int, chunk_size: int | None, follow: b
     from backend.jobs.queues import connect, enqueue_prelabel
 
     settings = _settings(ctx)
-    version = ModelStore(settings.model_dir).current_version()
-    if version is None:
-        _fail(ValueError(f"the model store {settings.model_dir} is empty: `sentiment-backend models bootstrap`"))
-    assert version is not None
+    version = _current_or_exit(settings)
     try:
         connection = connect(settings.redis_url)
         run, created = enqueue_prelabel(connection, project, version, chunk_size or settings.prelabel_chunk_size)
@@ -253,10 +250,7 @@ def train(ctx: click.Context, project: int, force: bool, follow: bool) -> None:
     from backend.jobs.queues import connect, enqueue_training
 
     settings = _settings(ctx)
-    version = ModelStore(settings.model_dir).current_version()
-    if version is None:
-        _fail(ValueError(f"the model store {settings.model_dir} is empty: `sentiment-backend models bootstrap`"))
-    assert version is not None
+    version = _current_or_exit(settings)
     try:
         connection = connect(settings.redis_url)
         run, created = enqueue_training(connection, project, version, max_seconds=settings.train_max_seconds,
@@ -266,6 +260,15 @@ def train(ctx: click.Context, project: int, force: bool, follow: bool) -> None:
     click.echo(f"{run.id} {'queued' if created else 'already queued or running'}: project {project}, from {version}")
     if follow:
         sys.exit(_follow(connection, run.id))
+
+
+def _current_or_exit(settings: Settings) -> str:
+    """The store's current version; exits with a message naming the fix when the store is empty."""
+    version = ModelStore(settings.model_dir).current_version()
+    if version is None:
+        _fail(ValueError(f"the model store {settings.model_dir} is empty: `sentiment-backend models bootstrap`"))
+    assert version is not None
+    return version
 
 
 def _follow(connection: Any, run_id: str, poll_s: float = 1.0) -> int:

@@ -43,7 +43,6 @@ import platform
 import random
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -63,6 +62,7 @@ import requests  # noqa: E402
 from backend.config import Settings  # noqa: E402
 from backend.datasets import read_examples  # noqa: E402
 from backend.model.types import Example  # noqa: E402
+from devtools.demo import stop_process  # noqa: E402
 from devtools.labelstudio_server import LabelStudioServer, create_personal_access_token, free_port  # noqa: E402
 from tests.e2e.conftest import SENTIMENT_XML, clean_environment, cli_executable  # noqa: E402
 from tests.e2e.test_prelabel import RedisServer, Workers  # noqa: E402
@@ -146,20 +146,6 @@ def wait_for_backend(url: str, auth: tuple[str, str], process: subprocess.Popen[
                 return
         time.sleep(0.3)
     raise SystemExit(f"the backend's /health is not 200 after {timeout:.0f} s:\n{tail(log_path)}")
-
-
-def stop_process(process: subprocess.Popen[bytes] | None) -> None:
-    """SIGTERM the process group, SIGKILL after 20 s."""
-    if process is None or process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
 
 
 def tail(path: Path, chars: int = 3000) -> str:
@@ -445,7 +431,8 @@ def run_label_studio_flow(args: argparse.Namespace, tmp: Path, store: Path, labe
     finally:
         if workers is not None:
             workers.stop_all()
-        stop_process(backend)
+        if backend is not None:
+            stop_process(backend, "backend")
         redis_server.stop()
         studio.stop()
         with contextlib.suppress(OSError):

@@ -258,15 +258,7 @@ def _finish_training(ctx: WorkerContext, runs: RunStore, run: Run, outcome: Retr
 
 def on_train_failure(job: Job, connection: Any, exc_type: Any, exc_value: Any, traceback: Any) -> None:
     """Record a failed training attempt (a Label Studio outage, a killed worker); the last one fails the run."""
-    runs = RunStore(connection)
-    reason = f"{getattr(exc_type, '__name__', 'Error')}: {exc_value or 'the worker died or was killed'}"
-    try:
-        if job.retries_left and job.retries_left > 0:
-            runs.error(job.args[0], f"training: {reason} (retrying, {job.retries_left} attempt(s) left)")
-        else:
-            _fail(runs, runs.get(job.args[0]), reason, consequence="nothing was promoted")
-    except JobNotFound:
-        pass
+    _record_attempt(job, connection, exc_type, exc_value, "training", consequence="nothing was promoted")
 
 
 def on_chunk_failure(job: Job, connection: Any, exc_type: Any, exc_value: Any, traceback: Any) -> None:
@@ -289,13 +281,18 @@ def on_chunk_failure(job: Job, connection: Any, exc_type: Any, exc_value: Any, t
 
 def on_plan_failure(job: Job, connection: Any, exc_type: Any, exc_value: Any, traceback: Any) -> None:
     """Record a failed planning attempt; after the last one the run fails with the reason."""
+    _record_attempt(job, connection, exc_type, exc_value, "plan", consequence="nothing was written")
+
+
+def _record_attempt(job: Job, connection: Any, exc_type: Any, exc_value: Any, step: str, *, consequence: str) -> None:
+    """A run-level job's failed attempt: an error line while retries are left, then the run fails with the reason."""
     runs = RunStore(connection)
     reason = f"{getattr(exc_type, '__name__', 'Error')}: {exc_value or 'the worker died or was killed'}"
     try:
         if job.retries_left and job.retries_left > 0:
-            runs.error(job.args[0], f"plan: {reason} (retrying, {job.retries_left} attempt(s) left)")
+            runs.error(job.args[0], f"{step}: {reason} (retrying, {job.retries_left} attempt(s) left)")
         else:
-            _fail(runs, runs.get(job.args[0]), reason)
+            _fail(runs, runs.get(job.args[0]), reason, consequence=consequence)
     except JobNotFound:
         pass
 
