@@ -114,6 +114,12 @@ class NotEnoughAnnotations(BackendError):
     status = 422
 
 
+class NothingToRollBack(BackendError):
+    """A rollback without a version while the store's history has no earlier current version. HTTP 409."""
+
+    status = 409
+
+
 class ManagementDisabled(BackendError):
     """A management route (jobs, promote, rollback) was called while Basic auth is not configured. HTTP 403."""
 

@@ -20,9 +20,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from backend import keys
+
 log = logging.getLogger(__name__)
 
-EVENTS_KEY = "sentiment:events"
+EVENTS_KEY = keys.EVENTS
 DEFAULT_MAX_EVENTS = 10_000
 SOCKET_TIMEOUT_S = 0.2
 # after a failure Redis is not tried again for this long, so a dead Redis costs one timeout, not one per event

@@ -26,7 +26,7 @@ from backend.annotations import AnnotationSet, accepted_annotations
 from backend.catalog import record_acceptance
 from backend.config import Settings
 from backend.datasets import read_examples
-from backend.errors import ModelUnavailable, NotEnoughAnnotations
+from backend.errors import ModelUnavailable, NotEnoughAnnotations, NothingToRollBack
 from backend.holdout import Holdout
 from backend.labeling.spec import parse_spec
 from backend.model.types import Example
@@ -277,5 +277,5 @@ def rollback(store: ModelStore, version: str | None = None) -> ModelVersion:
     """Make `version` current again, or without one the version that was current before the current one."""
     target = version or store.previous_version()
     if not target:
-        raise ModelUnavailable("nothing to roll back to: the store's history has no earlier current version")
+        raise NothingToRollBack("nothing to roll back to: the store's history has no earlier current version")
     return store.set_current(target, reason=f"rollback from {store.current_version()}")

@@ -25,6 +25,7 @@ from backend.api import models as models_api
 from backend.api.auth import AuthMiddleware, Credentials
 from backend.api.inference import PredictExecutor
 from backend.api.routes import BackendState, ProjectConfigs, router
+from backend.api.schemas import error_responses
 from backend.api.served import ServedModel, classifier_loader
 from backend.config import Settings
 from backend.events import EventLog, RedisEventLog
@@ -75,6 +76,8 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # what the middleware may answer on any route: malformed body or header, credentials, body too slow or big
+        responses=error_responses(400, 401, 408, 413),
     )
     app.state.backend = state
     app.state.jobs = jobs_api.JobsState(settings)

@@ -57,7 +57,7 @@ async def promote_version(version: VersionPath, request: Request) -> dict[str, A
 
 
 @router.post("/models/rollback", response_model=CurrentBody, dependencies=MANAGEMENT,
-             responses=error_responses(403, 404, 422))
+             responses=error_responses(403, 404, 409, 422))
 async def rollback_version(request: Request, body: RollbackRequest | None = None) -> dict[str, Any]:
     """Go back to a version (default: the one current before the current one)."""
     from backend.retraining import rollback

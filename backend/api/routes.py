@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from backend import keys
 from backend.api.inference import PredictExecutor
 from backend.api.jobs import start_training_run
 from backend.api.schemas import (
@@ -178,17 +179,20 @@ async def webhook(body: WebhookEvent, state: State, request: Request) -> dict[st
 def _count_towards_training(request: Request, state: BackendState, event: Event) -> dict[str, Any]:
     """Add the event's accepted annotations to the project's count since its last training; at the threshold
     (TRAIN_AFTER_ANNOTATIONS) enqueue one training. Never fails the webhook (Label Studio gives it 1 s)."""
-    key = f"sentiment:project:{event.project_id}:annotations-since-training"
+    assert event.project_id is not None
+    key = keys.annotations_since_training(event.project_id)
     threshold = state.settings.train_after_annotations
     try:
         redis = request.app.state.jobs.redis()
-        count = int(redis.incrby(key, event.accepted))
+        pipe = redis.pipeline()
+        pipe.incrby(key, event.accepted)
+        pipe.expire(key, keys.RUN_TTL_S)
+        count = int(pipe.execute()[0])
         if count < threshold:
             return {"since_last": count, "threshold": threshold}
-        assert event.project_id is not None
         started = start_training_run(request, event.project_id, f"{count} new accepted annotations")
         if started["created"]:
-            redis.set(key, 0)
+            redis.set(key, 0, ex=keys.RUN_TTL_S)
         return {"since_last": count, "threshold": threshold, **started}
     except Exception as exc:  # Redis errors included: the webhook is answered regardless
         log.warning("annotation count of project %s not updated: %s", event.project_id, type(exc).__name__)

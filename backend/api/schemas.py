@@ -19,17 +19,24 @@ MAX_ID = 2**31 - 1
 LabelStudioId = Annotated[int, Field(ge=1, le=MAX_ID)]
 VersionId = Annotated[str, Field(pattern=VERSION_PATTERN, max_length=128, description="a model store version")]
 
+# 1 to 2147483647 in decimal, no leading zero (a regex so that the OpenAPI schema states it too)
+ID_DIGITS = (
+    r"(?:[1-9][0-9]{0,8}|1[0-9]{9}|20[0-9]{8}|21[0-3][0-9]{7}|214[0-6][0-9]{6}|2147[0-3][0-9]{5}"
+    r"|21474[0-7][0-9]{4}|214748[0-2][0-9]{3}|2147483[0-5][0-9]{2}|21474836[0-3][0-9]|214748364[0-7])"
+)
 # "<project id>.<project created_at as epoch seconds>", e.g. "2.1795343493"; a bare id is accepted too
-_PROJECT = re.compile(r"([0-9]{1,10})(?:\.[0-9]{1,20})?")
+PROJECT_PATTERN = rf"^({ID_DIGITS})(?:\.[0-9]{{1,20}})?$"
+_PROJECT = re.compile(PROJECT_PATTERN)
 PROJECT_FORMAT = (
     f"project must be '<id>.<created_ts>' as Label Studio sends it (e.g. '2.1795343493'), id 1 to {MAX_ID}"
 )
+ProjectString = Annotated[str, Field(pattern=PROJECT_PATTERN)] | Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 def parse_project_id(project: str) -> int:
     """The project id of a Label Studio project string; raises ValueError (without echoing it) when malformed."""
-    match = _PROJECT.fullmatch(project.strip())
-    if match is None or not 1 <= int(match.group(1)) <= MAX_ID:
+    match = _PROJECT.match(project)
+    if match is None:
         raise ValueError(PROJECT_FORMAT)
     return int(match.group(1))
 
@@ -42,7 +49,6 @@ def _project_string(value: Any) -> Any:
         value = str(value)
     if isinstance(value, str):
         parse_project_id(value)
-        return value.strip()
     return value  # let pydantic report the wrong type
 
 
@@ -51,7 +57,7 @@ class SetupRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    project: str
+    project: ProjectString
     label_config: str = Field(alias="schema")
     hostname: str | None = None
     access_token: SecretStr | None = None
@@ -62,7 +68,7 @@ class SetupRequest(BaseModel):
     @property
     def project_id(self) -> int:
         """The integer project id."""
-        return parse_project_id(self.project)
+        return parse_project_id(str(self.project))
 
 
 class PredictRequest(BaseModel):
@@ -71,7 +77,7 @@ class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     tasks: list[dict[str, Any]]
-    project: str | None = None
+    project: ProjectString | None = None
     label_config: str | None = None
     params: dict[str, Any] | None = Field(default=None, repr=False)
 
@@ -80,7 +86,7 @@ class PredictRequest(BaseModel):
     @property
     def project_id(self) -> int | None:
         """The integer project id, None when the request named no project."""
-        return parse_project_id(self.project) if self.project is not None else None
+        return parse_project_id(str(self.project)) if self.project is not None else None
 
 
 class WebhookEvent(BaseModel):

@@ -10,9 +10,11 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
+from backend import keys
+
 log = logging.getLogger(__name__)
 
-STATS_KEY = "sentiment:stats"
+STATS_KEY = keys.STATS
 
 
 def record_chunk(redis: Any, outcome: Any, seconds: float) -> None:

@@ -14,6 +14,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from backend import keys
 from backend.errors import JobQueueUnavailable
 from backend.jobs.runs import Run, RunState, RunStore
 
@@ -92,7 +93,7 @@ def enqueue_prelabel(
     if active is not None:
         runs.delete(run.id)  # never started: the active run answers for the project
         if again_if_busy:
-            connection.set(again_key(project), chunk_size, ex=RESULT_TTL_S)
+            connection.set(again_key(project), chunk_size, ex=keys.FOLLOW_UP_TTL_S)
         return runs.get(active), False
     prelabel_queue(connection).enqueue(
         "backend.jobs.tasks.plan_prelabel", run.id,
@@ -134,7 +135,7 @@ def enqueue_training(
 
 def again_key(project: int) -> str:
     """Set while a project wants one more pre-labeling run after its active one (see enqueue_prelabel)."""
-    return f"sentiment:project:{project}:prelabel-again"
+    return keys.prelabel_again(project)
 
 
 def enqueue_chunks(connection: redis.Redis, run_id: str, count: int, retries: int) -> None:

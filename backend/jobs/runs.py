@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from backend import keys
 from backend.errors import JobNotFound
+from backend.keys import RUN_TTL_S
 
-PREFIX = "sentiment:"
 # what new_run_id makes; checked before any Redis lookup, so a typed id can never name another key
 RUN_ID_PATTERN = r"^(prelabel|train)-[0-9a-f]{10}$"
 _RUN_ID = re.compile(RUN_ID_PATTERN)
 MAX_ERRORS = 50
-RUN_TTL_S = 30 * 24 * 3600  # finished runs stay listed for 30 days
 
 
 class RunState(str, Enum):
@@ -160,7 +160,7 @@ class RunStore:
         self.redis = redis
 
     def _key(self, run_id: str, suffix: str = "") -> str:
-        return f"{PREFIX}run:{run_id}{suffix}"
+        return keys.run(run_id, suffix)
 
     def create(self, kind: str, project: int, model_version: str, **extra: str) -> Run:
         """A new QUEUED run."""
@@ -171,13 +171,15 @@ class RunStore:
         pipe = self.redis.pipeline()
         pipe.hset(self._key(run_id), mapping=record)
         pipe.expire(self._key(run_id), RUN_TTL_S)
-        pipe.zadd(f"{PREFIX}runs", {run_id: now})
+        pipe.zadd(keys.RUNS_INDEX, {run_id: now})
+        pipe.zremrangebyscore(keys.RUNS_INDEX, 0, now - RUN_TTL_S)  # their records have expired
+        pipe.zremrangebyrank(keys.RUNS_INDEX, 0, -keys.MAX_RUNS_INDEXED - 1)
         pipe.execute()
         return self.get(run_id)
 
     def claim_project(self, project: int, run_id: str, kind: str = "prelabel") -> str | None:
         """Make run_id the project's active run of its kind; the already active run id when there is one."""
-        key = f"{PREFIX}project:{project}:{kind}"
+        key = keys.active_run(project, kind)
         for _ in range(3):
             if self.redis.set(key, run_id, nx=True, ex=RUN_TTL_S):
                 return None
@@ -189,7 +191,7 @@ class RunStore:
 
     def release_project(self, project: int, run_id: str, kind: str = "prelabel") -> None:
         """Drop the project's active-run claim of a kind if it is this run's."""
-        key = f"{PREFIX}project:{project}:{kind}"
+        key = keys.active_run(project, kind)
         if _text(self.redis.get(key)) == run_id:
             self.redis.delete(key)
 
@@ -197,7 +199,7 @@ class RunStore:
         """Forget a run record entirely (one that never started)."""
         pipe = self.redis.pipeline()
         pipe.delete(*(self._key(run_id, suffix) for suffix in ("", ":chunks", ":finished", ":errors")))
-        pipe.zrem(f"{PREFIX}runs", run_id)
+        pipe.zrem(keys.RUNS_INDEX, run_id)
         pipe.execute()
 
     def exists(self, run_id: str) -> bool:
@@ -224,13 +226,13 @@ class RunStore:
 
     def list(self, limit: int = 50) -> builtins.list[Run]:
         """The newest runs first (expired records are dropped from the index)."""
-        ids = [_text(i) for i in self.redis.zrevrange(f"{PREFIX}runs", 0, limit - 1)]
+        ids = [_text(i) for i in self.redis.zrevrange(keys.RUNS_INDEX, 0, limit - 1)]
         found = []
         for run_id in ids:
             if self.exists(run_id):
                 found.append(self.get(run_id))
             else:
-                self.redis.zrem(f"{PREFIX}runs", run_id)
+                self.redis.zrem(keys.RUNS_INDEX, run_id)
         return found
 
     def set_state(self, run_id: str, state: RunState, **fields: Any) -> None:

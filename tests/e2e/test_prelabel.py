@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -21,51 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import requests
 
-from devtools.labelstudio_server import free_port
 from tests.e2e.conftest import ARTIFACTS, SENTIMENT_XML, Backend, Studio, clean_environment, cli_executable
 from tests.e2e.faultproxy import FaultProxy, Rule
+from tests.redisdb import RedisServer
 
 pytestmark = pytest.mark.e2e
 
 CHOICES = {"Positive", "Negative"}
 STEADY_LOG = "Listening on"
-
-
-@dataclass
-class RedisServer:
-    """A throw-away redis-server on a free loopback port that a test may stop and start again (empty)."""
-
-    dir: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed: run `make redis` (it installs Debian's redis-server)")
-        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", str(self.dir)]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port)
-        for _ in range(100):
-            with contextlib.suppress(redis.RedisError):
-                if client.ping():
-                    return
-            time.sleep(0.05)
-        pytest.fail("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self.process = None
 
 
 @dataclass

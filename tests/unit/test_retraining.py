@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from backend.catalog import acceptance_by_version, catalog
-from backend.errors import ModelUnavailable, NotEnoughAnnotations, ProjectNotFound
+from backend.errors import NotEnoughAnnotations, NothingToRollBack, ProjectNotFound
 from backend.holdout import Holdout
 from backend.model.classifier import SentimentClassifier
 from backend.retraining import RetrainPolicy, decide, promote, retrain, rollback
@@ -130,7 +130,7 @@ def test_promote_and_rollback_move_current_and_keep_a_history(store: ModelStore,
     assert rollback(store).version == first
     assert rollback(store, second).version == second
     assert [h["version"] for h in store.history()] == [first, second, first, second]
-    with pytest.raises(ModelUnavailable, match="nothing to roll back"):
+    with pytest.raises(NothingToRollBack, match="nothing to roll back"):
         rollback(ModelStore(tmp_path / "empty"))
 
 

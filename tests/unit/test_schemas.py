@@ -21,19 +21,35 @@ def fixture(name: str) -> dict:
 
 @pytest.mark.parametrize(
     ("project", "expected"),
-    [("2.1795343493", 2), ("17", 17), (" 3.1 ", 3), ("123456.0", 123456)],
+    [("2.1795343493", 2), ("17", 17), ("3.1", 3), ("123456.0", 123456), ("2147483647.5", 2**31 - 1),
+     ("1999999999", 1999999999), ("2147483639", 2147483639)],
 )
 def test_parse_project_id(project: str, expected: int) -> None:
     assert parse_project_id(project) == expected
 
 
-@pytest.mark.parametrize("project", ["", "abc", "1.2.3", "-1.5", "1.", ".5", "1e3", "1.x", "９.1"])
+@pytest.mark.parametrize("project", ["", "abc", "1.2.3", "-1.5", "1.", ".5", "1e3", "1.x", "９.1", " 3.1 ", "0", "0.5",
+                                     "012", "2147483648", "2147483650.1", "9999999999", "99999999999"])
 def test_garbage_project_ids_are_refused_without_echoing_them(project: str) -> None:
     with pytest.raises(ValueError) as raised:
         parse_project_id(project)
     assert "<id>.<created_ts>" in str(raised.value)
     if project.strip():
         assert project not in str(raised.value)
+
+
+def test_the_id_pattern_accepts_exactly_1_to_2_31_minus_1() -> None:
+    import random
+    import re
+
+    from backend.api.schemas import ID_DIGITS, MAX_ID
+
+    pattern = re.compile(ID_DIGITS)
+    rng = random.Random(7)
+    samples = [1, 9, 10, MAX_ID, MAX_ID + 1, 10**9 - 1, 10**9, 2 * 10**9, 10**10, 0]
+    samples += [rng.randrange(1, 10**11) for _ in range(20_000)]
+    for n in samples:
+        assert bool(pattern.fullmatch(str(n))) == (1 <= n <= MAX_ID), n
 
 
 def test_the_real_setup_request() -> None:
