@@ -76,7 +76,7 @@ class ModelStore:
         """The named version; raises VersionNotFound."""
         path = self.versions_dir / version
         if "/" in version or version.startswith(".") or not (path / "meta.json").is_file():
-            raise VersionNotFound(f"model version {version!r} is not in the store {self.root}")
+            raise VersionNotFound(f"model version {version!r} is not in the model store")
         return self._read(path)
 
     def current_version(self) -> str | None:
