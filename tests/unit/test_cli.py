@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
@@ -35,3 +38,24 @@ def test_a_bad_value_names_its_variable_only() -> None:
     assert result.exit_code == 2
     assert SECRET not in result.output and bad_port not in result.output
     assert result.output.startswith("error: invalid configuration: PORT: Input should be a valid integer")
+
+
+def test_serve_logs_the_start_warnings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import uvicorn
+
+    import backend.model.loading
+
+    served: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.append(app))
+    monkeypatch.setattr(backend.model.loading, "ensure_current", lambda store, model: None)
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        result = CliRunner().invoke(main, ["serve", "--port", "9393"], env={"MODEL_DIR": str(tmp_path)})
+    finally:
+        root.handlers[:], root.level = saved
+    assert result.exit_code == 0 and len(served) == 1
+    warnings = [line for line in result.output.splitlines() if " WARNING backend.cli: " in line]
+    assert len(warnings) == 2
+    assert "Basic auth is off" in warnings[0]
+    assert "NO AUTHENTICATION AT ALL" in warnings[1] and "127.0.0.1:9393" in warnings[1]
