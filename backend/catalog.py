@@ -11,7 +11,7 @@ import json
 import os
 import time
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from backend.store import ModelStore, ModelVersion
@@ -49,7 +49,7 @@ def acceptance_by_version(model_dir: Path | str) -> dict[str, dict[str, Any]]:
 def describe(version: ModelVersion, current: str | None, acceptance: Mapping[str, Any]) -> dict[str, Any]:
     """One version as GET /models and `models list --json` show it."""
     meta = version.meta
-    keys = ("source", "parent", "project", "data_hash", "counts", "metrics", "compared_with", "compared_metrics",
+    keys = ("parent", "project", "data_hash", "counts", "metrics", "compared_with", "compared_metrics",
             "decision", "train_seconds")
     return {
         "version": version.version,
@@ -57,9 +57,23 @@ def describe(version: ModelVersion, current: str | None, acceptance: Mapping[str
         "created_at": version.created_at,
         "kind": meta.get("kind", "import"),
         "status": meta.get("status"),
+        "source": public_source(meta.get("source")),
         **{key: meta.get(key) for key in keys},
         "acceptance": acceptance.get(version.version),
     }
+
+
+def public_source(source: Any) -> Any:
+    """A version's `source` as shown: a hub id or description as stored, a filesystem path cut to its last part
+    (meta.json keeps the full path for the operator; clients never see the server's directories)."""
+    if not isinstance(source, str) or not _looks_like_path(source):
+        return source
+    return PureWindowsPath(source).name if "\\" in source else PurePosixPath(source).name
+
+
+def _looks_like_path(text: str) -> bool:
+    """True for absolute, home, relative and Windows paths; False for hub ids like `org/model`."""
+    return text.startswith(("/", "~", ".")) or "\\" in text or (len(text) > 1 and text[1] == ":")
 
 
 def catalog(store: ModelStore) -> dict[str, Any]:

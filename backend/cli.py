@@ -7,6 +7,7 @@ Heavy modules (torch, transformers, the app) are imported inside the commands th
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from backend.config import Settings, load_settings
 from backend.errors import BackendError
 from backend.logs import configure_logging
 from backend.store import ModelStore
+
+log = logging.getLogger(__name__)
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -35,7 +38,7 @@ def main(ctx: click.Context) -> None:
     """Label Studio ML backend: pre-filled sentiment with confidence scores."""
     try:
         ctx.obj = load_settings()
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+    except ValueError as exc:  # SettingsError names the variables, never their values (passwords)
         _fail(exc)
     configure_logging(ctx.obj)
 
@@ -49,9 +52,12 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from backend.api.app import create_app
+    from backend.api.auth import exposure_warnings
     from backend.model.loading import ensure_current
 
     settings = _settings(ctx).model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v})
+    for warning in exposure_warnings(settings):
+        log.warning(warning)
     try:
         ensure_current(ModelStore(settings.model_dir), settings.model)
     except BackendError as exc:

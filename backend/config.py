@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "distilbert-base-uncased-finetuned-sst-2-english"
@@ -94,6 +94,23 @@ class Settings(BaseSettings):
         return bool(self.basic_auth_user)
 
 
+class SettingsError(ValueError):
+    """Invalid configuration; the message names the environment variables and the problems, never their values."""
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Read Settings from the environment; keyword overrides win (used by the CLI and tests)."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+    """Read Settings from the environment; keyword overrides win (used by the CLI and tests); raises SettingsError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:  # its text carries input_value=..., a password included: never show it
+        raise SettingsError(f"invalid configuration: {settings_problems(exc)}") from None
+
+
+def settings_problems(error: ValidationError) -> str:
+    """`VARIABLE: what is wrong` for each problem, joined by "; ", without the offending values."""
+    problems = []
+    for problem in error.errors(include_url=False, include_context=False, include_input=False):
+        loc = problem.get("loc") or ()
+        message = str(problem.get("msg", "")).removeprefix("Value error, ")
+        problems.append(f"{str(loc[0]).upper()}: {message}" if loc else message)
+    return "; ".join(problems)

@@ -212,7 +212,7 @@ def retrain(
 def _base_version(store: ModelStore, policy: RetrainPolicy) -> ModelVersion:
     name = policy.base or store.current_version()
     if not name:
-        raise ModelUnavailable(f"the model store {store.root} has no current version to fine-tune from")
+        raise ModelUnavailable("the model store (MODEL_DIR) has no current version to fine-tune from")
     return store.get(name)
 
 

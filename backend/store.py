@@ -81,7 +81,7 @@ class ModelStore:
             raise VersionNotFound("no such model version: versions look like tiny-20261201-102433")
         path = self.versions_dir / version
         if not (path / "meta.json").is_file():
-            raise VersionNotFound(f"model version {version!r} is not in the store {self.root}")
+            raise VersionNotFound(f"model version {version!r} is not in the model store")
         return self._read(path)
 
     def current_version(self) -> str | None:

@@ -14,6 +14,7 @@ from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
 from backend.errors import LabelStudioAuthError, LabelStudioError, LabelStudioUnavailable, ProjectNotFound
+from backend.redaction import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -231,13 +232,15 @@ def _mapped(what: str, *, project_id: Any = None) -> Iterator[None]:
     except (httpx.TimeoutException, httpx.TransportError) as exc:
         raise LabelStudioUnavailable(f"Label Studio unreachable while {what}: {type(exc).__name__}") from None
     except ValueError as exc:  # a 2xx that is not JSON: a proxy page, a truncated reply
-        raise LabelStudioUnavailable(f"Label Studio sent an unreadable reply while {what}: {exc}") from None
+        reason = mask_url(str(exc))
+        raise LabelStudioUnavailable(f"Label Studio sent an unreadable reply while {what}: {reason}") from None
 
 
 def _detail(body: Any) -> str:
+    """Label Studio's reason, short, with any URL credentials or token query values masked."""
     if isinstance(body, dict):
-        return str(body.get("detail") or body.get("message") or "")[:300]
-    return str(body or "")[:300]
+        return mask_url(str(body.get("detail") or body.get("message") or "")[:300])
+    return mask_url(str(body or "")[:300])
 
 
 def _short_body(reply: httpx.Response) -> Any:

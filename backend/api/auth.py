@@ -115,6 +115,23 @@ def require_management(request: Request) -> None:
         raise ManagementDisabled(MANAGEMENT_DISABLED)
 
 
+def exposure_warnings(settings: Settings) -> list[str]:
+    """The warnings `serve` logs at start for what these settings leave open (none with Basic auth on)."""
+    if settings.basic_auth_enabled:
+        return []
+    warnings = [
+        "Basic auth is off (BASIC_AUTH_USER and BASIC_AUTH_PASS unset): Label Studio's calls (/predict, /setup, "
+        "/health) are unauthenticated and the management routes (jobs, promote, rollback) answer 403"
+    ]
+    if not (settings.webhook_secret and settings.webhook_secret.get_secret_value()):
+        warnings.append(
+            f"NO AUTHENTICATION AT ALL: neither Basic auth nor WEBHOOK_SECRET is set, so anyone who can reach "
+            f"{settings.host}:{settings.port} can post events to /webhook (START_TRAINING trains, never forced); set "
+            "BASIC_AUTH_USER/BASIC_AUTH_PASS and WEBHOOK_SECRET before exposing this port"
+        )
+    return warnings
+
+
 class AuthMiddleware:
     """Refuses requests the Credentials do not allow with 401 JSON and `WWW-Authenticate: Basic`."""
 

@@ -195,8 +195,8 @@ def _count_towards_training(request: Request, state: BackendState, event: Event)
             redis.set(key, 0, ex=keys.RUN_TTL_S)
         return {"since_last": count, "threshold": threshold, **started}
     except Exception as exc:  # Redis errors included: the webhook is answered regardless
-        log.warning("annotation count of project %s not updated: %s", event.project_id, type(exc).__name__)
-        return {"error": str(exc)}
+        log.warning("annotation count of project %s not updated: %s: %s", event.project_id, type(exc).__name__, exc)
+        return {"error": f"the annotation count was not updated ({type(exc).__name__}); see the server log"}
 
 
 def _auto_prelabel(request: Request, state: BackendState, project_id: int) -> dict[str, Any]:

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 # a version that failed to load is tried again by refresh() only after this long (or when CURRENT changes)
 RETRY_FAILED_AFTER_S = 60.0
+# what /health and 503 bodies say; the details (paths, exception text) go to the server log only
+LOAD_FAILED = "the model failed to load; see the server log"
+EMPTY_STORE = "the model failed to load: the model store has no current version; see the server log"
 
 
 class Classifier(Protocol):
@@ -94,7 +97,7 @@ class ServedModel:
 
     @property
     def error(self) -> str | None:
-        """Why the last load failed; None once a load succeeds."""
+        """Why nothing new is served, safe to show a client (no paths or exception text); None once a load succeeds."""
         return self._error
 
     @property
@@ -107,7 +110,7 @@ class ServedModel:
         model = self._model
         if model is None:
             if self._error:
-                raise ModelNotReady(f"the model failed to load: {self._error}")
+                raise ModelNotReady(self._error)
             raise ModelNotReady("the model is still loading; retry in a few seconds")
         return model
 
@@ -128,8 +131,9 @@ class ServedModel:
             return False
         with self._lock:
             if target is None:
-                if self._model is None:
-                    self._error = f"the model store {self.store.root} has no current version"
+                if self._model is None and self._error != EMPTY_STORE:
+                    log.warning("the model store %s has no current version: nothing to serve", self.store.root)
+                    self._error = EMPTY_STORE
                 return False
             served = self._model.version if self._model else None
             failed_recently = target == self._failed and time.monotonic() - self._failed_at < self._retry_failed_after
@@ -149,11 +153,11 @@ class ServedModel:
         log.info("loading model version %s", target)
         try:
             classifier = self._loader(self.store.get(target))
-        except Exception as exc:  # any loader failure must leave the old model serving and be reported
+        except Exception:  # any loader failure must leave the old model serving and be reported
             log.exception("loading model version %s failed", target)
             with self._lock:
                 self._failed, self._failed_at, self._loading = target, time.monotonic(), None
-                self._error = f"{type(exc).__name__}: {exc}"
+                self._error = LOAD_FAILED  # the cause (paths, library text) is in the log line above
             self._idle.set()
             return
         loaded = LoadedModel(version=target, classifier=classifier, load_seconds=time.monotonic() - started)

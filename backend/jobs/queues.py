@@ -6,6 +6,7 @@ on_failure callback that records each failed attempt on the run (the final one m
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import redis
@@ -17,6 +18,9 @@ from rq.serializers import JSONSerializer
 from backend import keys
 from backend.errors import JobQueueUnavailable
 from backend.jobs.runs import Run, RunState, RunStore
+from backend.redaction import mask_url
+
+log = logging.getLogger(__name__)
 
 PRELABEL_QUEUE = "sentiment-prelabel"
 TRAIN_QUEUE = "sentiment-train"
@@ -39,16 +43,11 @@ def connect(redis_url: str, *, timeout_s: float = 5.0) -> redis.Redis:
     try:
         client.ping()
     except (redis.RedisError, OSError, ValueError) as exc:
-        raise JobQueueUnavailable(f"Redis at {_safe_url(redis_url)} is unreachable: {exc}") from None
+        log.warning("Redis at %s is unreachable: %s", mask_url(redis_url), exc)
+        raise JobQueueUnavailable(
+            f"the job queue (Redis at REDIS_URL) is unreachable ({type(exc).__name__}); see the server log"
+        ) from None
     return client
-
-
-def _safe_url(url: str) -> str:
-    """REDIS_URL without a password."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"
 
 
 def plan_job_id(run_id: str) -> str:

@@ -29,7 +29,7 @@ def import_checkpoint(
     src = Path(src_dir)
     classifier = SentimentClassifier.from_path(src, device="cpu")
     classifier.predict([_CHECK_TEXT])
-    meta = {"source": source or str(src), "labels": list(classifier.labels), "kind": "import"}
+    meta = {"source": source or str(src.resolve()), "labels": list(classifier.labels), "kind": "import"}
     version = store.publish(src, meta, name=name or src.name, make_current=make_current)
     log.info("imported %s as %s", meta["source"], version.version)
     return version

@@ -6,7 +6,8 @@ import base64
 
 import pytest
 
-from backend.api.auth import Credentials
+from backend.api.auth import Credentials, exposure_warnings
+from backend.config import Settings
 
 pytestmark = pytest.mark.unit
 
@@ -86,3 +87,21 @@ def test_nothing_configured_is_open() -> None:
     assert not NOTHING.anything_enabled
     for path in ("/webhook", "/predict", "/health"):
         assert NOTHING.allows("POST", path, {})
+
+
+def test_no_start_warning_with_basic_auth() -> None:
+    assert exposure_warnings(Settings(basic_auth_user="ls", basic_auth_pass="pw-long-enough")) == []
+
+
+def test_basic_auth_off_with_a_webhook_secret_warns_once() -> None:
+    (warning,) = exposure_warnings(Settings(webhook_secret="wh-secret"))
+    assert warning.startswith("Basic auth is off (BASIC_AUTH_USER and BASIC_AUTH_PASS unset)")
+    assert "403" in warning and "wh-secret" not in warning
+
+
+@pytest.mark.parametrize("secret", [None, ""])
+def test_nothing_configured_warns_loudly_naming_the_port(secret: str | None) -> None:
+    basic_off, loud = exposure_warnings(Settings(webhook_secret=secret, host="0.0.0.0", port=9191))
+    assert basic_off.startswith("Basic auth is off")
+    assert loud.startswith("NO AUTHENTICATION AT ALL: neither Basic auth nor WEBHOOK_SECRET is set")
+    assert "0.0.0.0:9191 can post events to /webhook" in loud

@@ -93,14 +93,17 @@ def test_an_empty_store_is_an_error(store: ModelStore) -> None:
         served.current()
 
 
-def test_a_failed_load_is_reported_and_retried_later(store: ModelStore, tmp_path: Path) -> None:
+def test_a_failed_load_is_reported_and_retried_later(
+    store: ModelStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     v1 = publish(store, tmp_path, "first")
     loader = Loader()
     loader.fail.add(v1)
     served = ServedModel(store, loader, retry_failed_after=0.0)
     served.start_loading()
     served.wait(5)
-    assert not served.ready and served.error is not None and "OSError" in served.error
+    assert not served.ready and served.error == "the model failed to load; see the server log"
+    assert "OSError: cannot read" in caplog.text, "the cause stays in the server log"
     loader.fail.clear()
     assert served.refresh() is True
     served.wait(5)
