@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +33,6 @@ EXAMPLES_PER_OPERATION = 40
 # schema-valid label config can still lack a <Choices> on a <Text> (a 400 no JSON schema can express).
 EXCLUDED_CHECKS = [checks.not_a_server_error, checks.positive_data_acceptance]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 def declared(operation: Any) -> set[int]:
