@@ -81,6 +81,13 @@ class JobQueueUnavailable(BackendError):
     status = 503
 
 
+class JobQueueFull(BackendError):
+    """So many jobs of a kind are already waiting that a new run is refused (flood protection). HTTP 503."""
+
+    status = 503
+    retry_after_s = 60
+
+
 class LabelStudioError(BackendError):
     """A Label Studio API call failed. HTTP 502 when it reaches a client."""
 

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 EVENTS_KEY = keys.EVENTS
 DEFAULT_MAX_EVENTS = 10_000
+# ids kept per record and kind: a 20 MB body of ids must not become a 20 MB list entry (10,000 of them)
+MAX_IDS_PER_EVENT = 1000
 SOCKET_TIMEOUT_S = 0.2
 # after a failure Redis is not tried again for this long, so a dead Redis costs one timeout, not one per event
 RETRY_AFTER_S = 5.0
@@ -41,6 +43,7 @@ class Event:
     task_ids: tuple[int, ...]
     received_at: str
     accepted: int = 0  # annotations in the event that were submitted with a result and not cancelled
+    ids_dropped: int = 0  # annotation and task ids beyond MAX_IDS_PER_EVENT each, counted but not kept
 
     def to_json(self) -> str:
         """One compact JSON line."""
@@ -57,6 +60,7 @@ class Event:
             task_ids=tuple(raw.get("task_ids", ())),
             received_at=str(raw.get("received_at", "")),
             accepted=int(raw.get("accepted", 0)),
+            ids_dropped=int(raw.get("ids_dropped", 0)),
         )
 
 
@@ -66,12 +70,15 @@ def event_from_webhook(action: str, payload: Mapping[str, Any], *, received_at: 
     annotations = _items(payload.get("annotation")) + _items(payload.get("annotations"))
     tasks = _items(payload.get("task")) + _items(payload.get("tasks"))
     task_ids = _ids(map(_id_of, tasks)) + _ids(_id_of(a.get("task")) for a in annotations if isinstance(a, dict))
+    annotation_ids, unique_tasks = _ids(map(_id_of, annotations)), tuple(dict.fromkeys(task_ids))
+    dropped = max(0, len(annotation_ids) - MAX_IDS_PER_EVENT) + max(0, len(unique_tasks) - MAX_IDS_PER_EVENT)
     return Event(
         action=action,
         project_id=next(iter(_ids([_id_of(payload.get("project"))])), None),
-        annotation_ids=_ids(map(_id_of, annotations)),
-        task_ids=tuple(dict.fromkeys(task_ids)),
+        annotation_ids=annotation_ids[:MAX_IDS_PER_EVENT],
+        task_ids=unique_tasks[:MAX_IDS_PER_EVENT],
         received_at=when,
+        ids_dropped=dropped,
         accepted=0 if action == "ANNOTATIONS_DELETED" else sum(
             1 for a in annotations if isinstance(a, dict) and a.get("result") and not a.get("was_cancelled")
         ),

@@ -56,20 +56,23 @@ RECORDED_ACTIONS = frozenset(
 
 
 class ProjectConfigs:
-    """The label config /setup last saw per project id (bounded, thread-safe), for a /predict that sends none."""
+    """The label config /setup last saw per project id, for a /predict that sends none; thread-safe and bounded
+    by total size (configs are at most MAX_LABEL_CONFIG_CHARS each), least recently seen dropped first."""
 
-    def __init__(self, max_projects: int = 1024) -> None:
+    def __init__(self, max_chars: int = 16 * 1024 * 1024) -> None:
         self._configs: OrderedDict[int, str] = OrderedDict()
-        self._max = max_projects
+        self._max_chars = max_chars
+        self._chars = 0
         self._lock = threading.Lock()
 
     def remember(self, project_id: int, label_config: str) -> None:
-        """Keep a project's config, evicting the least recently seen project beyond the bound."""
+        """Keep a project's (already parsed) config, evicting the least recently seen ones beyond the bound."""
         with self._lock:
+            self._chars -= len(self._configs.pop(project_id, ""))
             self._configs[project_id] = label_config
-            self._configs.move_to_end(project_id)
-            while len(self._configs) > self._max:
-                self._configs.popitem(last=False)
+            self._chars += len(label_config)
+            while self._chars > self._max_chars and len(self._configs) > 1:
+                self._chars -= len(self._configs.popitem(last=False)[1])
 
     def get(self, project_id: int | None) -> str | None:
         """The remembered config, or None."""
@@ -134,7 +137,10 @@ async def predict(body: PredictRequest, state: State) -> dict[str, Any]:
             f"{len(body.tasks)} tasks in one /predict; "
             f"the limit is MAX_TASKS_PER_PREDICT={limits.max_tasks_per_predict}"
         )
-    spec = await run_in_threadpool(_spec, state, _label_config(body, state), model.classifier)
+    label_config = _label_config(body, state)
+    spec = await run_in_threadpool(_spec, state, label_config, model.classifier)
+    if body.label_config and body.project_id is not None:
+        state.projects.remember(body.project_id, label_config)  # only once it parsed: bounded and valid
     texts = _checked_texts(body.tasks, spec, limits.max_text_chars)
     predictions = await state.inference.run(_predict_texts, model.classifier, texts, limits.max_tokens_per_predict)
     results = [build_prediction(pred, spec, model.version) for pred in predictions]
@@ -217,10 +223,8 @@ def _auto_prelabel(request: Request, state: BackendState, project_id: int) -> di
 
 
 def _label_config(body: PredictRequest, state: BackendState) -> str:
-    """The request's label_config, else the one /setup saw for the project; remembers a sent one."""
+    """The request's label_config, else the one /setup saw for the project."""
     if body.label_config:
-        if body.project_id is not None:
-            state.projects.remember(body.project_id, body.label_config)
         return body.label_config
     remembered = state.projects.get(body.project_id)
     if remembered is None:

@@ -16,7 +16,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from backend import keys
-from backend.errors import JobQueueUnavailable
+from backend.errors import JobQueueFull, JobQueueUnavailable
 from backend.jobs.runs import Run, RunState, RunStore
 from backend.redaction import mask_url
 
@@ -35,6 +35,9 @@ RETRY_INTERVALS_S = [5, 20, 60]
 SERIALIZER = JSONSerializer
 RESULT_TTL_S = 24 * 3600
 FAILURE_TTL_S = 7 * 24 * 3600
+# a new run is refused while this many jobs wait on its queue: an unauthenticated flood of START_TRAINING or
+# TASKS_CREATED webhooks for made-up projects can then fill Redis only this far (a project's chunks count too)
+MAX_QUEUED = {TRAIN_QUEUE: 100, PRELABEL_QUEUE: 50_000}
 
 
 def connect(redis_url: str, *, timeout_s: float = 5.0) -> redis.Redis:
@@ -84,6 +87,7 @@ def enqueue_prelabel(
     """(the run, True) for a new pre-labeling run of the project, or (its active run, False) when one is going;
     with again_if_busy the active run enqueues one more run when it ends (tasks created meanwhile); with
     unlabeled_only, tasks that already have an annotation are not pre-labeled."""
+    _refuse_if_full(prelabel_queue(connection))
     runs = RunStore(connection)
     run = runs.create("prelabel", project, model_version, chunk_size=str(chunk_size))
     if unlabeled_only:
@@ -115,6 +119,7 @@ def enqueue_training(
 ) -> tuple[Run, bool]:
     """(the run, True) for a new training of the project, or (its queued or running training, False): two
     triggers at once give one training."""
+    _refuse_if_full(train_queue(connection))
     runs = RunStore(connection)
     run = runs.create("train", project, model_version)
     active = runs.claim_project(project, run.id, "train")
@@ -130,6 +135,13 @@ def enqueue_training(
         description=f"train on project {project}'s annotations ({run.id})",
     )
     return runs.get(run.id), True
+
+
+def _refuse_if_full(queue: Queue) -> None:
+    """JobQueueFull when the queue already holds its MAX_QUEUED waiting jobs."""
+    if queue.count >= MAX_QUEUED[queue.name]:
+        raise JobQueueFull(f"{queue.count} jobs are already waiting on {queue.name}; try again when the workers "
+                           "have caught up")
 
 
 def again_key(project: int) -> str:

@@ -210,3 +210,47 @@ def test_a_client_that_sends_its_body_too_slowly_gets_a_408(live: Callable[..., 
     assert json.loads(payload) == {"detail": "the request body did not arrive within BODY_TIMEOUT_S=0.5 s"}
     assert time.monotonic() - started < 10
     assert server.classifier.calls == []
+
+
+def test_a_flood_of_training_webhooks_for_made_up_projects_stops_at_the_queue_bound(
+    make_backend: MakeBackend, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backend.jobs import queues
+
+    monkeypatch.setitem(queues.MAX_QUEUED, queues.TRAIN_QUEUE, 3)
+    backend = make_backend(redis_url=redis_server.url)  # Label Studio's protocol: START_TRAINING needs no auth
+    replies = []
+    for project in range(1, 7):
+        body = ls_payload("webhook_start_training.json")
+        body["project"]["id"] = project
+        replies.append(backend.client.post("/webhook", json=body))
+    assert [r.status_code for r in replies] == [200, 200, 200, 503, 503, 503]
+    assert replies[-1].headers["retry-after"] == "60"
+    assert replies[-1].json()["detail"] == ("3 jobs are already waiting on sentiment-train; try again when the "
+                                            "workers have caught up")
+    assert len(RunStore(redis.Redis.from_url(redis_server.url)).list()) == 3
+
+
+def test_a_webhook_with_200_000_ids_is_recorded_with_a_bounded_record(backend: Backend) -> None:
+    from backend.events import MAX_IDS_PER_EVENT
+
+    body = {"action": "ANNOTATIONS_CREATED", "project": {"id": 2},
+            "annotations": [{"id": i, "task": i, "result": [{}]} for i in range(1, 200_001)]}
+    reply = backend.client.post("/webhook", json=body)
+    assert reply.status_code == 200 and reply.json()["status"] == "recorded"
+    (event,) = backend.recorded
+    assert len(event.annotation_ids) == len(event.task_ids) == MAX_IDS_PER_EVENT
+    assert event.ids_dropped == 2 * (200_000 - MAX_IDS_PER_EVENT) and event.accepted == 200_000
+    assert len(event.to_json()) < 30_000
+
+
+def test_label_configs_remembered_for_predict_are_bounded_by_total_size() -> None:
+    from backend.api.routes import ProjectConfigs
+
+    configs = ProjectConfigs(max_chars=10_000)
+    for project in range(1, 101):
+        configs.remember(project, "x" * 1000)
+    kept = [p for p in range(1, 101) if configs.get(p) is not None]
+    assert kept == list(range(91, 101))
+    configs.remember(95, "y" * 5000)  # a re-sent config replaces its old size, and moves to the newest end
+    assert configs.get(95) == "y" * 5000 and sum(configs.get(p) is not None for p in range(1, 101)) == 6

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend.errors import InvalidCheckpoint
+from backend.errors import InvalidCheckpoint, TooManyTokens
 from backend.model.classifier import SentimentClassifier, aggregate_windows, pack_batches, window_spans
 from tests.modelfactory import build_distilbert
 
@@ -201,3 +201,20 @@ def test_missing_weights_are_refused(tiny_model_dir: Path, tmp_path: Path) -> No
     broken = _copy(tiny_model_dir, tmp_path / "no-weights", ["config.json", "tokenizer.json", "tokenizer_config.json"])
     with pytest.raises(InvalidCheckpoint):
         SentimentClassifier.from_path(broken, device="cpu")
+
+
+def test_more_word_pieces_than_max_tokens_is_refused_before_any_forward_pass(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    classifier = SentimentClassifier.from_path(tiny_model_dir, device="cpu")
+    texts = ["the movie was good and the end was bad"] * 3  # 9 word pieces each
+    assert len(classifier.predict(texts, max_tokens=27)) == 3  # exactly at the limit: predicted
+
+    def no_forward(rows: list[list[int]]) -> np.ndarray:
+        raise AssertionError("the model ran")
+
+    monkeypatch.setattr(classifier, "_forward", no_forward)
+    with pytest.raises(TooManyTokens) as raised:
+        classifier.predict(texts, max_tokens=26)
+    assert (raised.value.tokens, raised.value.limit) == (27, 26)
+    assert "MAX_TOKENS_PER_PREDICT=26" in str(raised.value)

@@ -132,3 +132,12 @@ def test_a_redis_that_never_answers_costs_one_short_timeout() -> None:
         started = time.monotonic()
         assert log.record(Event("START_TRAINING", 1, (), (), "t")) is False
         assert time.monotonic() - started < 0.8
+
+
+def test_a_record_keeps_at_most_max_ids_per_event_of_each_kind_and_counts_the_rest() -> None:
+    from backend.events import MAX_IDS_PER_EVENT
+
+    payload = {"project": {"id": 4}, "tasks": [{"id": i} for i in range(1, MAX_IDS_PER_EVENT + 11)]}
+    event = event_from_webhook("TASKS_CREATED", payload)
+    assert event.task_ids == tuple(range(1, MAX_IDS_PER_EVENT + 1)) and event.ids_dropped == 10
+    assert Event.from_json(event.to_json()) == event
