@@ -15,8 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from backend.store import VERSION_PATTERN
 
 MAX_ID = 2**31 - 1
-# a Label Studio id (project, task, annotation) as we accept it anywhere
-LabelStudioId = Annotated[int, Field(ge=1, le=MAX_ID)]
 VersionId = Annotated[str, Field(pattern=VERSION_PATTERN, max_length=128, description="a model store version")]
 
 # 1 to 2147483647 in decimal, no leading zero (a regex so that the OpenAPI schema states it too)
