@@ -23,7 +23,7 @@ from backend import errors
 from backend.api import jobs as jobs_api
 from backend.api import models as models_api
 from backend.api.auth import AuthMiddleware, Credentials
-from backend.api.inference import PredictExecutor
+from backend.api.inference import OverloadGuard, PredictExecutor
 from backend.api.routes import BackendState, ProjectConfigs, router
 from backend.api.schemas import error_responses
 from backend.api.served import ServedModel, classifier_loader
@@ -86,9 +86,11 @@ def create_app(
     app.include_router(models_api.router)
     app.add_exception_handler(errors.BackendError, _backend_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    # added last = outermost: auth first (no body is read for a refused request), the body limit, the 500 guard
+    # added last = outermost: auth first (no body is read for a refused request), a full /predict refused unread,
+    # the body limit, the 500 guard
     app.add_middleware(InternalErrorMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
+    app.add_middleware(OverloadGuard, executor=state.inference)
     app.add_middleware(AuthMiddleware, credentials=Credentials.from_settings(settings))
     return app
 
@@ -100,7 +102,8 @@ def status_for(error: errors.BackendError) -> int:
 
 async def _backend_error(request: Request, exc: Exception) -> JSONResponse:
     status = status_for(exc) if isinstance(exc, errors.BackendError) else 500
-    level = logging.WARNING if status >= 500 else logging.INFO
+    # a refused /predict is routine under load: one WARNING per refusal would flood the log
+    level = logging.DEBUG if isinstance(exc, errors.Overloaded) else logging.WARNING if status >= 500 else logging.INFO
     log.log(level, "%s %s -> %d %s: %s", request.method, request.url.path, status, type(exc).__name__, exc)
     retry_after = getattr(exc, "retry_after_s", None)
     headers = {"Retry-After": str(retry_after)} if retry_after else None
