@@ -156,7 +156,9 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         stack.callback(redis_server.stop)
         port = free_port()
         env = {"REDIS_URL": redis_server.url, "MAX_CONCURRENT_PREDICTS": str(args.max_concurrent_predicts),
-               "DEVICE": "cpu", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+               "DEVICE": "cpu", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+               # this checkout's backend, not whichever one the venv has installed
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         server = start_server(store, port, RESULTS / "load_predict_server.log", extra_env=env)
         stack.callback(stop_process, server)
         url = f"http://127.0.0.1:{port}"
