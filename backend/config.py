@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     max_tasks_per_predict: int = Field(1000, ge=1)
     max_text_chars: int = Field(100_000, ge=1)
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    max_tokens_per_predict: int = Field(
+        100_000, ge=1, description="word pieces one /predict may ask the model to read (413 beyond); ~1 min of CPU"
+    )
+    max_concurrent_predicts: int = Field(
+        16, ge=1, le=10_000, description="/predict requests running or waiting for the model; beyond: 503"
+    )
+    max_label_config_chars: int = Field(262_144, ge=1024, description="longest labeling config accepted (400 beyond)")
+    body_timeout_s: float = Field(30.0, gt=0, description="a request body must arrive within this (408 beyond)")
 
     # bulk pre-labeling (rq workers)
     label_studio_timeout_s: float = Field(60.0, gt=0, description="read timeout of one Label Studio API call")

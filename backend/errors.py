@@ -27,6 +27,24 @@ class PayloadTooLarge(BackendError):
     status = 413
 
 
+class TooManyTokens(PayloadTooLarge):
+    """The texts of one /predict tokenize to more word pieces than MAX_TOKENS_PER_PREDICT. HTTP 413."""
+
+    def __init__(self, tokens: int, limit: int) -> None:
+        super().__init__(
+            f"the tasks of this /predict hold {tokens} word pieces; the limit is MAX_TOKENS_PER_PREDICT={limit} "
+            "(send fewer or shorter tasks, or use `sentiment-backend prelabel` for bulk work)"
+        )
+        self.tokens, self.limit = tokens, limit
+
+
+class Overloaded(BackendError):
+    """Too many /predict requests are running or waiting already; retry later. HTTP 503 with Retry-After."""
+
+    status = 503
+    retry_after_s = 1
+
+
 class ModelNotReady(BackendError):
     """The classifier is still loading or failed to load. HTTP 503."""
 
@@ -97,6 +115,6 @@ class NotEnoughAnnotations(BackendError):
 
 
 class ManagementDisabled(BackendError):
-    """Model management over HTTP needs Basic auth configured. HTTP 403."""
+    """A management route (jobs, promote, rollback) was called while Basic auth is not configured. HTTP 403."""
 
     status = 403

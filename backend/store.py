@@ -35,6 +35,9 @@ from typing import Any
 from backend.errors import VersionNotFound
 
 _SLUG = re.compile(r"[^a-z0-9]+")
+# what slugify + a timestamp make, with room for hand-made names; never a path separator or a leading dot
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_VERSION = re.compile(VERSION_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,10 @@ class ModelStore:
 
     def get(self, version: str) -> ModelVersion:
         """The named version; raises VersionNotFound."""
+        if not _VERSION.match(version):
+            raise VersionNotFound("no such model version: versions look like tiny-20261201-102433")
         path = self.versions_dir / version
-        if "/" in version or version.startswith(".") or not (path / "meta.json").is_file():
+        if not (path / "meta.json").is_file():
             raise VersionNotFound(f"model version {version!r} is not in the store {self.root}")
         return self._read(path)
 

@@ -6,6 +6,7 @@ Every error body is JSON `{"detail": ...}`; tracebacks and request values stay o
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -22,6 +23,7 @@ from backend import errors
 from backend.api import jobs as jobs_api
 from backend.api import models as models_api
 from backend.api.auth import AuthMiddleware, Credentials
+from backend.api.inference import PredictExecutor
 from backend.api.routes import BackendState, ProjectConfigs, router
 from backend.api.served import ServedModel, classifier_loader
 from backend.config import Settings
@@ -58,12 +60,14 @@ def create_app(
         served=served,
         events=events or RedisEventLog(settings.redis_url),
         projects=ProjectConfigs(),
+        inference=PredictExecutor(settings.max_concurrent_predicts),
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.served.start_loading()  # in the background: the port binds at once, /health says LOADING
         yield
+        state.inference.shutdown()
 
     app = FastAPI(
         title="sentiment-backend",
@@ -81,7 +85,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error)
     # added last = outermost: auth first (no body is read for a refused request), the body limit, the 500 guard
     app.add_middleware(InternalErrorMiddleware)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     app.add_middleware(AuthMiddleware, credentials=Credentials.from_settings(settings))
     return app
 
@@ -95,7 +99,9 @@ async def _backend_error(request: Request, exc: Exception) -> JSONResponse:
     status = status_for(exc) if isinstance(exc, errors.BackendError) else 500
     level = logging.WARNING if status >= 500 else logging.INFO
     log.log(level, "%s %s -> %d %s: %s", request.method, request.url.path, status, type(exc).__name__, exc)
-    return JSONResponse({"detail": str(exc)}, status_code=status)
+    retry_after = getattr(exc, "retry_after_s", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
+    return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -113,11 +119,13 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 class BodyLimitMiddleware:
-    """Pure ASGI: 413 before reading when Content-Length is too big, or once the streamed bytes pass the limit."""
+    """Pure ASGI: 413 before reading when Content-Length is too big, or once the streamed bytes pass the limit;
+    408 when the whole body has not arrived within timeout_s (a slow client holds no handler meanwhile)."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, timeout_s: float = 30.0) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -130,7 +138,13 @@ class BodyLimitMiddleware:
         if declared > self.max_body_bytes:
             await self._too_large(send, scope, declared)
             return
-        body, outcome = await _read_body(receive, self.max_body_bytes)
+        try:
+            body, outcome = await asyncio.wait_for(_read_body(receive, self.max_body_bytes), self.timeout_s)
+        except asyncio.TimeoutError:
+            log.info("%s %s -> 408 (body not received within %.0f s)", scope["method"], scope["path"], self.timeout_s)
+            detail = f"the request body did not arrive within BODY_TIMEOUT_S={self.timeout_s:g} s"
+            await _send_json(send, 408, {"detail": detail})
+            return
         if outcome == "too_large":
             await self._too_large(send, scope, len(body))
         elif outcome == "complete":

@@ -10,6 +10,11 @@ Rules (a pure ASGI middleware, so they cover every path, unknown ones included):
 * WEBHOOK_SECRET set: /webhook takes valid Basic auth or `X-Webhook-Secret: <secret>`, because the webhook
   Label Studio creates for the backend sends no credentials (an operator adds the header to it).
 
+One more rule, for the management routes (start or cancel jobs, force a training, promote, rollback): they change
+state beyond Label Studio's protocol, so they need Basic auth *configured* (and then, by the rules above,
+presented); without it they answer 403 naming the settings (`require_management`). Nothing that arrives through
+/webhook can force a promotion: START_TRAINING there always trains under the normal promotion rule.
+
 Credentials are compared with hmac.compare_digest; neither header value is ever logged.
 """
 
@@ -21,9 +26,11 @@ import hmac
 import json
 import logging
 
+from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend.config import Settings
+from backend.errors import ManagementDisabled
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +100,19 @@ class Credentials:
         if path in PROBE_PATHS and method in ("GET", "HEAD") and authorization is None:
             return True
         return self.basic_ok(authorization)
+
+
+MANAGEMENT_DISABLED = (
+    "this route starts, cancels or changes jobs and models, so it needs Basic auth: set BASIC_AUTH_USER and "
+    "BASIC_AUTH_PASS on the backend (or use the sentiment-backend CLI on the machine that runs it)"
+)
+
+
+def require_management(request: Request) -> None:
+    """FastAPI dependency of the management routes: ManagementDisabled (403) unless Basic auth is configured
+    (when it is, the middleware has already checked this request's credentials)."""
+    if not request.app.state.backend.settings.basic_auth_enabled:
+        raise ManagementDisabled(MANAGEMENT_DISABLED)
 
 
 class AuthMiddleware:

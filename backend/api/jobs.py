@@ -9,13 +9,16 @@ import logging
 import threading
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from backend.api.auth import require_management
+from backend.api.schemas import MAX_ID, JobBody, JobsBody, error_responses
 from backend.config import Settings
 from backend.errors import ModelNotReady
+from backend.jobs.runs import RUN_ID_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +28,7 @@ class PrelabelRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    project: int = Field(ge=1, description="Label Studio project id")
+    project: int = Field(ge=1, le=MAX_ID, description="Label Studio project id")
     chunk_size: int | None = Field(default=None, ge=1, le=5000, description="tasks per chunk job")
 
 
@@ -34,7 +37,7 @@ class TrainRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    project: int = Field(ge=1, description="Label Studio project id")
+    project: int = Field(ge=1, le=MAX_ID, description="Label Studio project id")
     force: bool = Field(default=False, description="promote even if the candidate loses on the holdout")
 
 
@@ -62,10 +65,13 @@ def _jobs(request: Request) -> JobsState:
 
 
 Jobs = Annotated[JobsState, Depends(_jobs)]
+JobPath = Annotated[str, Path(pattern=RUN_ID_PATTERN, max_length=40, description="e.g. prelabel-3f9a1c2b7d")]
+MANAGEMENT = [Depends(require_management)]
 router = APIRouter()
 
 
-@router.post("/jobs/prelabel", status_code=202)
+@router.post("/jobs/prelabel", status_code=202, response_model=JobBody, dependencies=MANAGEMENT,
+             responses={200: {"model": JobBody}, **error_responses(403, 422, 503)})
 async def start_prelabel(body: PrelabelRequest, jobs: Jobs, request: Request) -> JSONResponse:
     """Enqueue a pre-labeling run of a whole project with the current model version; answers with its job id."""
     version = request.app.state.backend.served.store.current_version()
@@ -77,7 +83,8 @@ async def start_prelabel(body: PrelabelRequest, jobs: Jobs, request: Request) ->
     return JSONResponse(reply, status_code=202 if created else 200)
 
 
-@router.post("/jobs/train", status_code=202)
+@router.post("/jobs/train", status_code=202, response_model=JobBody, dependencies=MANAGEMENT,
+             responses={200: {"model": JobBody}, **error_responses(403, 422, 503)})
 async def start_training(body: TrainRequest, request: Request) -> JSONResponse:
     """Enqueue a training on the project's accepted annotations; 200 with the active one's id if one is going."""
     started = await run_in_threadpool(start_training_run, request, body.project, "POST /jobs/train", body.force)
@@ -111,17 +118,17 @@ def _enqueue(jobs: JobsState, project: int, version: str, chunk_size: int) -> An
     return enqueue_prelabel(jobs.redis(), project, version, chunk_size)
 
 
-@router.get("/jobs")
-async def list_jobs(jobs: Jobs, limit: int = 50) -> dict[str, Any]:
+@router.get("/jobs", response_model=JobsBody, responses=error_responses(422, 503))
+async def list_jobs(jobs: Jobs, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
     """The newest runs first."""
     from backend.jobs.runs import RunStore
 
-    runs = await run_in_threadpool(lambda: RunStore(jobs.redis()).list(max(1, min(limit, 500))))
+    runs = await run_in_threadpool(lambda: RunStore(jobs.redis()).list(limit))
     return {"jobs": [r.as_dict() for r in runs]}
 
 
-@router.get("/jobs/{job_id}")
-async def show_job(job_id: str, jobs: Jobs) -> dict[str, Any]:
+@router.get("/jobs/{job_id}", response_model=JobBody, responses=error_responses(404, 422, 503))
+async def show_job(job_id: JobPath, jobs: Jobs) -> dict[str, Any]:
     """State, counts, percent, rows/s, ETA, errors and the run's jobs in rq's failed registry."""
     return await run_in_threadpool(_show, jobs, job_id)
 
@@ -134,8 +141,9 @@ def _show(jobs: JobsState, job_id: str) -> dict[str, Any]:
     return {**run.as_dict(), "failed_jobs": job_errors(jobs.redis(), run)}
 
 
-@router.delete("/jobs/{job_id}")
-async def cancel_job(job_id: str, jobs: Jobs) -> dict[str, Any]:
+@router.delete("/jobs/{job_id}", response_model=JobBody, dependencies=MANAGEMENT,
+               responses=error_responses(403, 404, 422, 503))
+async def cancel_job(job_id: JobPath, jobs: Jobs) -> dict[str, Any]:
     """Cancel a run: queued chunks are dropped, a running chunk stops before its write."""
     from backend.jobs.queues import cancel_run
 
@@ -143,7 +151,8 @@ async def cancel_job(job_id: str, jobs: Jobs) -> dict[str, Any]:
     return run.as_dict()
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response, responses={
+    200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}, **error_responses(503)})
 async def metrics(jobs: Jobs) -> Response:
     """Prometheus text format: bulk-job counters from Redis and queue depths."""
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest

@@ -1,7 +1,9 @@
 """The five URLs Label Studio 1.23.2 calls: parse the request, call the domain, serialise the answer.
 
-/health and /setup answer in milliseconds (Label Studio gives them 1 s and 3 s); the blocking predict runs in
-the threadpool so /health stays instant during a long /predict; /webhook only records ids and answers.
+/health and /setup answer in milliseconds (Label Studio gives them 1 s and 3 s) and /webhook only records ids
+(1 s, never retried). Inference runs on /predict's own bounded executor (api/inference.py), never in the
+threadpool /setup and /webhook share, and label configs are parsed there too, off the event loop: so however
+many predicts are queued, the other three keep answering in time.
 """
 
 from __future__ import annotations
@@ -16,8 +18,19 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from backend.api.inference import PredictExecutor
 from backend.api.jobs import start_training_run
-from backend.api.schemas import PredictRequest, SetupRequest, WebhookEvent
+from backend.api.schemas import (
+    HealthBody,
+    PredictBody,
+    PredictRequest,
+    SetupBody,
+    SetupRequest,
+    VersionsBody,
+    WebhookBody,
+    WebhookEvent,
+    error_responses,
+)
 from backend.api.served import Classifier, ServedModel
 from backend.config import Settings
 from backend.errors import BackendError, InvalidRequest, PayloadTooLarge
@@ -73,6 +86,7 @@ class BackendState:
     served: ServedModel
     events: EventLog
     projects: ProjectConfigs
+    inference: PredictExecutor
 
 
 def _state(request: Request) -> BackendState:
@@ -84,8 +98,8 @@ State = Annotated[BackendState, Depends(_state)]
 router = APIRouter()
 
 
-@router.get("/health")
-@router.get("/")
+@router.get("/health", response_model=HealthBody, responses={503: {"model": HealthBody}})
+@router.get("/", response_model=HealthBody, responses={503: {"model": HealthBody}})
 async def health(state: State) -> JSONResponse:
     """200 {"status": "UP", "model_version"} once a model is loaded; 503 LOADING or ERROR before. No model work."""
     served = state.served
@@ -98,40 +112,46 @@ async def health(state: State) -> JSONResponse:
     return JSONResponse({"status": "LOADING"}, status_code=503)
 
 
-@router.post("/setup")
+@router.post("/setup", response_model=SetupBody, responses=error_responses(400, 413, 422, 503))
 async def setup(body: SetupRequest, state: State) -> dict[str, Any]:
     """Check the project's label config against the model and return the served model_version. Never loads."""
     state.served.refresh()  # a promoted version loads in the background; the old one answers meanwhile
     model = state.served.current()
-    parse_spec(body.label_config, model.classifier.labels)
+    await run_in_threadpool(_spec, state, body.label_config, model.classifier)
     state.projects.remember(body.project_id, body.label_config)
     return {"model_version": model.version}
 
 
-@router.post("/predict")
+@router.post("/predict", response_model=PredictBody, responses=error_responses(400, 413, 422, 503))
 async def predict(body: PredictRequest, state: State) -> dict[str, Any]:
     """One prediction per task, in task order, all from one classifier.predict call and one model_version."""
     state.served.refresh()  # a promotion or rollback loads in the background; this request uses the served one
     model = state.served.current()
-    max_tasks = state.settings.max_tasks_per_predict
-    if len(body.tasks) > max_tasks:
+    limits = state.settings
+    if len(body.tasks) > limits.max_tasks_per_predict:
         raise PayloadTooLarge(
-            f"{len(body.tasks)} tasks in one /predict; the limit is MAX_TASKS_PER_PREDICT={max_tasks}"
+            f"{len(body.tasks)} tasks in one /predict; "
+            f"the limit is MAX_TASKS_PER_PREDICT={limits.max_tasks_per_predict}"
         )
-    spec = parse_spec(_label_config(body, state), model.classifier.labels)
-    texts = _checked_texts(body.tasks, spec, state.settings.max_text_chars)
-    predictions = await run_in_threadpool(_predict_texts, model.classifier, texts)
+    spec = await run_in_threadpool(_spec, state, _label_config(body, state), model.classifier)
+    texts = _checked_texts(body.tasks, spec, limits.max_text_chars)
+    predictions = await state.inference.run(_predict_texts, model.classifier, texts, limits.max_tokens_per_predict)
     results = [build_prediction(pred, spec, model.version) for pred in predictions]
     return {"results": results, "model_version": model.version}
 
 
-@router.get("/versions")
+def _spec(state: BackendState, label_config: str, classifier: Classifier) -> LabelingSpec:
+    return parse_spec(label_config, classifier.labels, max_chars=state.settings.max_label_config_chars)
+
+
+@router.get("/versions", response_model=VersionsBody)
 def versions(state: State) -> dict[str, Any]:
     """Every version in the store, oldest first, and the one being served."""
     return {"versions": [v.version for v in state.served.store.list()], "current": state.served.version}
 
 
-@router.post("/webhook")
+@router.post("/webhook", response_model=WebhookBody, response_model_exclude_unset=True,
+             responses=error_responses(422, 503))
 async def webhook(body: WebhookEvent, state: State, request: Request) -> dict[str, Any]:
     """Acknowledge at once; the actions later features act on are recorded as ids (never the body)."""
     if body.action not in RECORDED_ACTIONS:
@@ -205,26 +225,33 @@ def _label_config(body: PredictRequest, state: BackendState) -> str:
 
 
 def _checked_texts(tasks: list[dict[str, Any]], spec: LabelingSpec, max_chars: int) -> list[str | None]:
-    """Each task's text (None when unusable, with a warning naming the task only); 413 for a text over the limit."""
+    """Each task's text; None, with a warning naming the task, where it is missing or over MAX_TEXT_CHARS (that
+    task gets an empty result, the others are predicted)."""
     texts = texts_from_tasks(tasks, spec.data_key)
-    missing = []
+    missing, too_long = [], []
     for index, (task, text) in enumerate(zip(tasks, texts, strict=True)):
         if text is None:
             missing.append(task_ref(task, index))
         elif len(text) > max_chars:
-            raise PayloadTooLarge(
-                f"{task_ref(task, index)}: text has {len(text)} characters; the limit is MAX_TEXT_CHARS={max_chars}"
-            )
+            too_long.append(f"{task_ref(task, index)} ({len(text)} characters)")
+            texts[index] = None
     if missing:
-        shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
-        log.warning("%d task(s) without a text in data[%r], left unpredicted: %s", len(missing), spec.data_key, shown)
+        log.warning("%d task(s) without a text in data[%r], left unpredicted: %s", len(missing), spec.data_key,
+                    _shown(missing))
+    if too_long:
+        log.warning("%d task(s) over MAX_TEXT_CHARS=%d, left unpredicted: %s", len(too_long), max_chars,
+                    _shown(too_long))
     return texts
 
 
-def _predict_texts(classifier: Classifier, texts: list[str | None]) -> list[Prediction | None]:
+def _shown(refs: list[str], most: int = 20) -> str:
+    return ", ".join(refs[:most]) + (f" and {len(refs) - most} more" if len(refs) > most else "")
+
+
+def _predict_texts(classifier: Classifier, texts: list[str | None], max_tokens: int) -> list[Prediction | None]:
     """One batched classifier.predict over the usable texts, spread back to task positions (None elsewhere)."""
     usable = [(i, text) for i, text in enumerate(texts) if text is not None]
-    found = classifier.predict([text for _, text in usable]) if usable else []
+    found = classifier.predict([text for _, text in usable], max_tokens=max_tokens) if usable else []
     if len(found) != len(usable):
         raise RuntimeError(f"classifier returned {len(found)} predictions for {len(usable)} texts")
     out: list[Prediction | None] = [None] * len(texts)

@@ -1,21 +1,35 @@
-"""Request bodies Label Studio 1.23.2 sends, as pydantic models that tolerate keys added by later versions."""
+"""The HTTP contract: request bodies Label Studio 1.23.2 sends (tolerating keys later versions add), the bodies
+we answer with (so the OpenAPI schema is real and fuzzable), and the bounds every id must keep.
+
+Every id that reaches a store or Redis lookup is checked here first: Label Studio ids are positive 32-bit
+integers (its PostgreSQL `serial` columns), job ids match `RUN_ID_PATTERN`, version ids `VERSION_PATTERN`.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from backend.store import VERSION_PATTERN
+
+MAX_ID = 2**31 - 1
+# a Label Studio id (project, task, annotation) as we accept it anywhere
+LabelStudioId = Annotated[int, Field(ge=1, le=MAX_ID)]
+VersionId = Annotated[str, Field(pattern=VERSION_PATTERN, max_length=128, description="a model store version")]
 
 # "<project id>.<project created_at as epoch seconds>", e.g. "2.1795343493"; a bare id is accepted too
-_PROJECT = re.compile(r"([0-9]{1,18})(?:\.[0-9]{1,20})?")
-PROJECT_FORMAT = "project must be '<id>.<created_ts>' as Label Studio sends it (e.g. '2.1795343493')"
+_PROJECT = re.compile(r"([0-9]{1,10})(?:\.[0-9]{1,20})?")
+PROJECT_FORMAT = (
+    f"project must be '<id>.<created_ts>' as Label Studio sends it (e.g. '2.1795343493'), id 1 to {MAX_ID}"
+)
 
 
 def parse_project_id(project: str) -> int:
     """The project id of a Label Studio project string; raises ValueError (without echoing it) when malformed."""
     match = _PROJECT.fullmatch(project.strip())
-    if match is None:
+    if match is None or not 1 <= int(match.group(1)) <= MAX_ID:
         raise ValueError(PROJECT_FORMAT)
     return int(match.group(1))
 
@@ -76,6 +90,17 @@ class WebhookEvent(BaseModel):
 
     action: str = Field(min_length=1, max_length=100)
 
+    @model_validator(mode="after")
+    def _bounded_ids(self) -> WebhookEvent:
+        """Integer ids in project / annotation(s) / task(s) must be Label Studio ids (1 to 2**31 - 1)."""
+        extra = self.model_extra or {}
+        for key in ("project", "annotation", "annotations", "task", "tasks"):
+            for value in _listed(extra.get(key)):
+                found = value.get("id") if isinstance(value, dict) else value
+                if isinstance(found, int) and not isinstance(found, bool) and not 1 <= found <= MAX_ID:
+                    raise ValueError(f"{key} ids must be between 1 and {MAX_ID}")
+        return self
+
     def __repr_args__(self) -> Any:
         # the payload carries the project token and task_data_password: never let a repr show it
         return [("action", self.action)]
@@ -83,3 +108,112 @@ class WebhookEvent(BaseModel):
     def payload(self) -> dict[str, Any]:
         """Everything besides `action`, as Label Studio sent it."""
         return dict(self.model_extra or {})
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [] if value is None else [value]
+
+
+# ------------------------------------------------------------------ response bodies (the OpenAPI schema)
+class ErrorBody(BaseModel):
+    """Every error: {"detail": "..."} (422s add "errors": [{loc, msg, type}], never the input)."""
+
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+class HealthBody(BaseModel):
+    """GET /health: UP with the served version; LOADING or ERROR (503) before."""
+
+    status: str
+    model_version: str | None = None
+    detail: str | None = None
+
+
+class SetupBody(BaseModel):
+    """POST /setup."""
+
+    model_version: str
+
+
+class ChoiceValue(BaseModel):
+    choices: list[str]
+
+
+class Region(BaseModel):
+    """One choices result region, as Label Studio stores it."""
+
+    from_name: str
+    to_name: str
+    type: str
+    value: ChoiceValue
+    score: float
+
+
+class PredictionBody(BaseModel):
+    """One task's prediction; an empty result and a null score when the task could not be predicted."""
+
+    result: list[Region]
+    score: float | None
+    model_version: str
+
+
+class PredictBody(BaseModel):
+    """POST /predict: one prediction per task, in task order."""
+
+    results: list[PredictionBody]
+    model_version: str
+
+
+class VersionsBody(BaseModel):
+    """GET /versions."""
+
+    versions: list[str]
+    current: str | None
+
+
+class WebhookBody(BaseModel):
+    """POST /webhook: what was done with the event (plus a job id for START_TRAINING)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str
+    action: str
+    detail: str | None = None
+
+
+class JobBody(BaseModel):
+    """One run (GET /jobs/{id}); the counters differ between pre-labeling and training."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    kind: str
+    project: int
+    state: str
+    percent: float
+
+
+class JobsBody(BaseModel):
+    """GET /jobs."""
+
+    jobs: list[JobBody]
+
+
+class ModelsBody(BaseModel):
+    """GET /models."""
+
+    current: str | None
+    models: list[dict[str, Any]]
+    history: list[dict[str, Any]]
+
+
+class CurrentBody(BaseModel):
+    """A promotion or rollback: the version now current."""
+
+    current: str
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses` entry declaring these error statuses with the ErrorBody shape."""
+    return {status: {"model": ErrorBody} for status in statuses}

@@ -35,8 +35,8 @@ class Classifier(Protocol):
         """The model's label names, e.g. ("NEGATIVE", "POSITIVE")."""
         ...
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        """One Prediction per text, same order; thread-safe."""
+    def predict(self, texts: Sequence[str], *, max_tokens: int | None = None) -> list[Prediction]:
+        """One Prediction per text, same order; thread-safe; TooManyTokens past max_tokens word pieces."""
         ...
 
 

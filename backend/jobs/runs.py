@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import re
 import secrets
 import time
 from collections.abc import Sequence
@@ -25,6 +26,9 @@ from typing import Any
 from backend.errors import JobNotFound
 
 PREFIX = "sentiment:"
+# what new_run_id makes; checked before any Redis lookup, so a typed id can never name another key
+RUN_ID_PATTERN = r"^(prelabel|train)-[0-9a-f]{10}$"
+_RUN_ID = re.compile(RUN_ID_PATTERN)
 MAX_ERRORS = 50
 RUN_TTL_S = 30 * 24 * 3600  # finished runs stay listed for 30 days
 
@@ -201,7 +205,9 @@ class RunStore:
         return bool(self.redis.hexists(self._key(run_id), "id"))
 
     def get(self, run_id: str) -> Run:
-        """The run; raises JobNotFound."""
+        """The run; raises JobNotFound (also for a string that is no run id, without asking Redis)."""
+        if not _RUN_ID.match(run_id):
+            raise JobNotFound("no such job: job ids look like prelabel-3f9a1c2b7d or train-3f9a1c2b7d")
         raw = {_text(k): _text(v) for k, v in self.redis.hgetall(self._key(run_id)).items()}
         if "id" not in raw:  # absent, or only counters a worker still in flight added after Redis lost the run
             raise JobNotFound(f"no job {run_id!r} (unknown id, or Redis lost it: a restarted Redis keeps nothing)")

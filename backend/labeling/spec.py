@@ -7,6 +7,11 @@ those stored names (what `ControlTag.labels` lists). Model labels map onto them 
 2. the stored name, exactly;
 3. the <Choice value>, exactly (so `value="Negative" alias="neg"` still takes NEGATIVE);
 4. 2 and 3 again, ignoring case.
+
+A config is written by any project admin and reaches us over the network, so before the SDK parses it it must
+be at most `max_chars` long and well-formed XML without a DOCTYPE (no entity can be declared, so no entity
+expansion or external reference is possible); defusedxml checks that. Parsed specs are cached by content
+(`CACHE_SIZE` entries, so at most CACHE_SIZE × max_chars characters are held).
 """
 
 from __future__ import annotations
@@ -16,7 +21,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
+from xml.etree.ElementTree import ParseError
 
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as defused_fromstring
 from label_studio_sdk.label_interface import LabelInterface
 
 from backend.errors import InvalidLabelingConfig
@@ -44,15 +52,47 @@ class LabelingSpec:
             ) from None
 
 
-def parse_spec(label_config_xml: str, model_labels: Sequence[str]) -> LabelingSpec:
-    """The spec for a config and a model's labels (cached); raises InvalidLabelingConfig naming what is missing."""
+# label configs are at most MAX_LABEL_CONFIG_CHARS each (the Settings default)
+DEFAULT_MAX_CHARS = 262_144
+CACHE_SIZE = 64
+_REFUSED = {
+    "DTDForbidden": "a DOCTYPE",
+    "EntitiesForbidden": "an entity declaration",
+    "ExternalReferenceForbidden": "an external reference",
+}
+
+
+def parse_spec(
+    label_config_xml: str, model_labels: Sequence[str], *, max_chars: int = DEFAULT_MAX_CHARS
+) -> LabelingSpec:
+    """The spec for a config and a model's labels (cached); raises InvalidLabelingConfig naming what is missing,
+    too long or refused (a DOCTYPE, an entity, malformed XML)."""
     if not isinstance(label_config_xml, str) or not label_config_xml.strip():
         raise InvalidLabelingConfig("the labeling config is empty")
+    if len(label_config_xml) > max_chars:
+        raise InvalidLabelingConfig(
+            f"the labeling config has {len(label_config_xml)} characters; "
+            f"the limit is MAX_LABEL_CONFIG_CHARS={max_chars}"
+        )
     return _parse_spec_cached(label_config_xml, tuple(model_labels))
 
 
-@functools.lru_cache(maxsize=256)
+def check_xml(label_config_xml: str) -> None:
+    """Raise InvalidLabelingConfig for a DOCTYPE, an entity or an external reference, or for malformed XML."""
+    try:
+        defused_fromstring(label_config_xml, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException as exc:
+        what = _REFUSED.get(type(exc).__name__, "a forbidden XML construct")
+        raise InvalidLabelingConfig(
+            f"the labeling config has {what}: DOCTYPEs, entities and external references are refused"
+        ) from None
+    except ParseError as exc:
+        raise InvalidLabelingConfig(f"the labeling config is not valid XML: {exc}") from None
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
 def _parse_spec_cached(label_config_xml: str, model_labels: tuple[str, ...]) -> LabelingSpec:
+    check_xml(label_config_xml)
     interface = _interface(label_config_xml)
     candidates = _choices_on_text(interface)
     if not candidates:

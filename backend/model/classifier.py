@@ -24,7 +24,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from backend.errors import InvalidCheckpoint
+from backend.errors import InvalidCheckpoint, TooManyTokens
 from backend.model.types import Prediction
 
 log = logging.getLogger(__name__)
@@ -130,14 +130,18 @@ class SentimentClassifier:
         )
         return classifier
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        """One Prediction per text, same order; long texts are windowed, never truncated."""
+    def predict(self, texts: Sequence[str], *, max_tokens: int | None = None) -> list[Prediction]:
+        """One Prediction per text, same order; long texts are windowed, never truncated. With max_tokens, texts
+        that tokenize to more word pieces than that raise TooManyTokens before any forward pass."""
         if isinstance(texts, str):
             raise TypeError("predict takes a sequence of texts, not one str")
         if not texts:
             return []
         with self._lock, torch.inference_mode():
             windows = self._windows(texts)
+            tokens = sum(w.weight for w in windows)
+            if max_tokens is not None and tokens > max_tokens:
+                raise TooManyTokens(tokens, max_tokens)
             probs = self._forward([w.ids for w in windows])
         return self._collect(len(texts), windows, probs)
 

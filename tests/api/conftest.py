@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 from backend.api.app import create_app
 from backend.api.served import Classifier, Loader, ServedModel
 from backend.config import Settings
+from backend.errors import TooManyTokens
 from backend.events import Event, EventLog, MemoryEventLog
 from backend.model.types import Prediction
 from backend.store import ModelStore, ModelVersion
@@ -74,13 +75,17 @@ class FakeClassifier:
         score = 0.5 + digest[1] / 512  # in [0.5, 1.0)
         return Prediction(label=label, score=score, probs={label: score})
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+    def predict(self, texts: Sequence[str], *, max_tokens: int | None = None) -> list[Prediction]:
+        """Like SentimentClassifier.predict, with a whitespace-separated word as a word piece."""
         self.calls.append(list(texts))
         self.started.set()
         if self.gate is not None:
             assert self.gate.wait(10), "test gate never opened"
         if self.error is not None:
             raise self.error
+        tokens = sum(len(t.split()) for t in texts)
+        if max_tokens is not None and tokens > max_tokens:
+            raise TooManyTokens(tokens, max_tokens)
         return [self.expected(t) for t in texts]
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
 
-from tests.api.conftest import AUTH, PASSWORD, USER, MakeBackend, assert_no_traceback
+from tests.api.conftest import AUTH, PASSWORD, USER, Backend, MakeBackend, assert_no_traceback
 from tests.redisdb import flushed_test_db
 
 pytestmark = pytest.mark.redis
@@ -19,8 +20,15 @@ def redis_url() -> Iterator[str]:
         yield url
 
 
+def managed(make_backend: MakeBackend, **overrides: Any) -> Backend:
+    """The app with Basic auth configured and its client presenting it: management routes need both."""
+    backend = make_backend(basic_auth_user=USER, basic_auth_pass=PASSWORD, **overrides)
+    backend.client.auth = AUTH
+    return backend
+
+
 def test_start_watch_list_and_cancel_a_prelabel_job(make_backend: MakeBackend, redis_url: str) -> None:
-    backend = make_backend(redis_url=redis_url)
+    backend = managed(make_backend, redis_url=redis_url)
     started = backend.client.post("/jobs/prelabel", json={"project": 7, "chunk_size": 100})
     assert started.status_code == 202
     job = started.json()
@@ -46,7 +54,7 @@ def test_start_watch_list_and_cancel_a_prelabel_job(make_backend: MakeBackend, r
 def test_bad_prelabel_requests_are_4xx_with_a_message(
     make_backend: MakeBackend, redis_url: str, body: dict[str, object], status: int
 ) -> None:
-    reply = make_backend(redis_url=redis_url).client.post("/jobs/prelabel", json=body)
+    reply = managed(make_backend, redis_url=redis_url).client.post("/jobs/prelabel", json=body)
     assert reply.status_code == status and reply.json()["detail"]
     assert_no_traceback(reply.text)
 
@@ -59,13 +67,13 @@ def test_malformed_json_is_400(make_backend: MakeBackend, redis_url: str) -> Non
 
 
 def test_an_unknown_job_is_404(make_backend: MakeBackend, redis_url: str) -> None:
-    backend = make_backend(redis_url=redis_url)
+    backend = managed(make_backend, redis_url=redis_url)
     for reply in (backend.client.get("/jobs/prelabel-0000000000"), backend.client.delete("/jobs/prelabel-0000000000")):
         assert reply.status_code == 404 and "no job 'prelabel-0000000000'" in reply.json()["detail"]
 
 
 def test_redis_down_is_503_with_a_message_and_metrics_say_so(make_backend: MakeBackend) -> None:
-    backend = make_backend()  # REDIS_URL points at a closed port
+    backend = managed(make_backend)  # REDIS_URL points at a closed port
     reply = backend.client.post("/jobs/prelabel", json={"project": 7})
     assert reply.status_code == 503 and "is unreachable" in reply.json()["detail"]
     assert_no_traceback(reply.text)
@@ -73,7 +81,7 @@ def test_redis_down_is_503_with_a_message_and_metrics_say_so(make_backend: MakeB
 
 
 def test_metrics_expose_queue_depth_and_counters(make_backend: MakeBackend, redis_url: str) -> None:
-    backend = make_backend(redis_url=redis_url)
+    backend = managed(make_backend, redis_url=redis_url)
     backend.client.post("/jobs/prelabel", json={"project": 7})
     text = backend.client.get("/metrics").text
     assert 'sentiment_queue_jobs{queue="sentiment-prelabel",state="queued"} 1.0' in text
@@ -111,7 +119,7 @@ def test_start_training_answers_with_a_job_at_once_and_a_second_trigger_gets_the
 ) -> None:
     from tests.api.conftest import ls_payload
 
-    backend = make_backend(redis_url=redis_url)
+    backend = managed(make_backend, redis_url=redis_url)
     hook = ls_payload("webhook_start_training.json")
     first = backend.client.post("/webhook", json=hook)
     assert first.status_code == 200 and first.json()["job"].startswith("train-") and first.json()["created"]
@@ -148,7 +156,7 @@ def test_accepted_annotations_start_one_training_at_the_threshold(make_backend: 
 def test_bad_training_requests_are_4xx_with_a_message(
     make_backend: MakeBackend, redis_url: str, body: dict[str, object], status: int
 ) -> None:
-    reply = make_backend(redis_url=redis_url).client.post("/jobs/train", json=body)
+    reply = managed(make_backend, redis_url=redis_url).client.post("/jobs/train", json=body)
     assert reply.status_code == status and reply.json()["detail"]
     assert_no_traceback(reply.text)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from typing import Any
 
@@ -173,16 +174,37 @@ def test_too_many_tasks_is_a_413_with_the_limit(make_backend: MakeBackend) -> No
     assert app.classifier.calls == []
 
 
-def test_a_too_long_text_is_a_413_naming_the_task(make_backend: MakeBackend) -> None:
+def test_a_too_long_text_gets_an_empty_result_and_a_warning_while_the_others_are_predicted(
+    make_backend: MakeBackend, caplog: pytest.LogCaptureFixture
+) -> None:
     app = make_backend(max_text_chars=100)
     body = ls_payload("predict_request.json")
     body["tasks"][3]["data"]["text"] = "x" * 101
+    with caplog.at_level(logging.WARNING, logger="backend.api.routes"):
+        reply = app.client.post("/predict", json=body)
+    assert reply.status_code == 200
+    results = reply.json()["results"]
+    assert len(results) == len(body["tasks"])
+    assert results[3] == {"result": [], "score": None, "model_version": app.version}
+    others = [t["data"]["text"] for i, t in enumerate(body["tasks"]) if i != 3]
+    assert app.classifier.calls == [others]
+    for task, result in zip(body["tasks"], results, strict=True):
+        if task is not body["tasks"][3]:
+            assert result["score"] == pytest.approx(FakeClassifier.expected(task["data"]["text"]).score, abs=1e-6)
+    warned = [r.getMessage() for r in caplog.records if "MAX_TEXT_CHARS" in r.getMessage()]
+    task = f"task {body['tasks'][3]['id']} (101 characters)"
+    assert warned == [f"1 task(s) over MAX_TEXT_CHARS=100, left unpredicted: {task}"]
+
+
+def test_more_word_pieces_than_the_limit_is_a_413_naming_it(make_backend: MakeBackend) -> None:
+    app = make_backend(max_tokens_per_predict=20)
+    body = ls_payload("predict_request.json")
+    words = sum(len(t["data"]["text"].split()) for t in body["tasks"])
+    assert words > 20
     reply = app.client.post("/predict", json=body)
     assert reply.status_code == 413
-    assert reply.json() == {
-        "detail": f"task {body['tasks'][3]['id']}: text has 101 characters; the limit is MAX_TEXT_CHARS=100"
-    }
-    assert app.classifier.calls == []
+    assert reply.json()["detail"].startswith(f"the tasks of this /predict hold {words} word pieces; the limit is "
+                                             "MAX_TOKENS_PER_PREDICT=20")
 
 
 @pytest.mark.parametrize(

@@ -100,6 +100,8 @@ def test_cancel_drops_the_queued_chunks(redis_conn, context, studio: FakeStudio)
 
 def test_an_unknown_job_id_is_job_not_found(redis_conn) -> None:
     with pytest.raises(JobNotFound, match="Redis lost it"):
+        RunStore(redis_conn).get("prelabel-00000000ff")
+    with pytest.raises(JobNotFound, match="job ids look like prelabel-"):
         RunStore(redis_conn).get("prelabel-nope")
 
 

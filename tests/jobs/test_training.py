@@ -146,9 +146,9 @@ def test_counters_a_late_worker_adds_to_a_run_redis_lost_are_not_a_run(redis_con
     from backend.errors import JobNotFound
 
     runs = RunStore(redis_conn)
-    runs.add("prelabel-gone", done=100)  # a chunk finishing after Redis restarted empty
-    runs.mark_started("prelabel-gone")
-    assert not runs.exists("prelabel-gone")
+    runs.add("prelabel-00000000aa", done=100)  # a chunk finishing after Redis restarted empty
+    runs.mark_started("prelabel-00000000aa")
+    assert not runs.exists("prelabel-00000000aa")
     with pytest.raises(JobNotFound, match="Redis lost it"):
-        runs.get("prelabel-gone")
-    assert 0 < redis_conn.ttl("sentiment:run:prelabel-gone") <= 30 * 24 * 3600
+        runs.get("prelabel-00000000aa")
+    assert 0 < redis_conn.ttl("sentiment:run:prelabel-00000000aa") <= 30 * 24 * 3600

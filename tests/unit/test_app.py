@@ -16,7 +16,7 @@ def test_every_domain_error_maps_to_its_documented_status() -> None:
     classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, errors.BackendError)]
     assert set(classes) == set(ERROR_STATUS)
     for cls in classes:
-        assert status_for(cls("x")) == cls.status
+        assert status_for(cls.__new__(cls)) == cls.status  # the status depends on the class alone
 
 
 def test_a_subclass_defined_later_keeps_its_own_status() -> None:
