@@ -132,7 +132,8 @@ def print_table(result: dict[str, Any]) -> None:
     s = result["settings"]
     print(f"load: {s['users']} /predict users, {s['webhook_rate']} webhooks/s, {s['health_rate']} /health/s for "
           f"{s['seconds']} s; MAX_CONCURRENT_PREDICTS={s['max_concurrent_predicts']}; "
-          f"{result['machine']['cpus']} CPUs; code {result['code']['commit'][:9]}")
+          f"{result['machine']['cpus']} CPUs (load average {result['machine']['loadavg_1m_before']} before, "
+          f"{result['machine']['loadavg_1m_after']} after); code {result['code']['commit'][:9]}")
     columns = ("what", "n", "ok", "ok_per_s", "refused_503", "errors", "p50_ms", "p95_ms", "p99_ms", "max_ms",
                "over_1s")
     heads = ("what", "n", "ok", "ok/s", "503", "errors", "p50 ms", "p95 ms", "p99 ms", "max ms", "over 1 s")
@@ -163,6 +164,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         stack.callback(stop_process, server)
         url = f"http://127.0.0.1:{port}"
         warm_up(url)
+        load_before = os.getloadavg()[0]
         started = time.monotonic()
         samples = run_locust(url, args, tmp / "samples.json", RESULTS / "load_predict_locust.log")
         wall = time.monotonic() - started
@@ -174,7 +176,9 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     return {"settings": {k: v for k, v in vars(args).items() if k != "out"}, "rows": rows,
             "webhook_outcomes": webhook_outcomes(samples), "events_in_redis": events, "server_alive_after": alive,
             "locust_wall_s": round(wall, 1), "auth": "Basic auth on", "code": git_head(),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                        # the cores are shared: the 1-minute load average before and after the load says how much
+                        "loadavg_1m_before": round(load_before, 2), "loadavg_1m_after": round(os.getloadavg()[0], 2)},
             "texts": "SST-2 dev sentences, one per /predict"}
 
 
