@@ -70,9 +70,10 @@ def build_store(tmp: Path) -> Path:
     return store
 
 
-def start_server(store: Path, port: int, log: Path) -> subprocess.Popen:
+def start_server(store: Path, port: int, log: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`python -m backend serve` on the store, Basic auth bench:bench-pass, once /health answers 200."""
     env = {**os.environ, "MODEL_DIR": str(store), "BASIC_AUTH_USER": "bench", "BASIC_AUTH_PASS": "bench-pass",
-           "LOG_LEVEL": "WARNING"}
+           "LOG_LEVEL": "WARNING", **(extra_env or {})}
     proc = subprocess.Popen([sys.executable, "-m", "backend", "serve", "--port", str(port)], env=env,
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
     deadline = time.time() + 120
