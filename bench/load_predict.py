@@ -14,6 +14,8 @@ Rows of the table:
             status or no answer (must be 0); latency columns over the 200s only
   /webhook  ok: 200/201 answers; latency columns over every webhook sent; "over 1 s" is what Label Studio loses
   /health   the same for the probe (Label Studio marks the backend down after 1 s)
+  baseline  measured first in the same run: one client sending the same /predict back to back with nothing else
+            going on (--baseline-seconds), the server's unloaded capacity the loaded ok/s is compared with
 Below it: webhooks the backend answered as not recorded, and the events Redis holds at the end.
 
     PYTHONPATH=. .venv/bin/python bench/load_predict.py [--seconds 60] [--users 64] [--webhook-rate 10]
@@ -63,6 +65,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--webhook-rate", type=float, default=10.0, help="ANNOTATION_CREATED webhooks per second")
     ap.add_argument("--health-rate", type=float, default=2.0, help="/health probes per second")
     ap.add_argument("--max-concurrent-predicts", type=int, default=16, help="the server's MAX_CONCURRENT_PREDICTS")
+    ap.add_argument("--baseline-seconds", type=float, default=10.0, help="one client alone first, for the baseline")
     ap.add_argument("--request-timeout", type=float, default=60.0, help="client timeout of one request (s)")
     ap.add_argument("--out", type=Path, default=RESULTS / "load_predict.json")
     return ap.parse_args()
@@ -75,12 +78,35 @@ def git_head() -> dict[str, str]:
     return {"commit": commit, "subject": subject}
 
 
+def one_task_body(text: str) -> dict[str, Any]:
+    return {"tasks": [{"id": 1, "data": {"text": text}}], "project": "1.1700000000",
+            "label_config": (ROOT / "labeling_config" / "sentiment.xml").read_text()}
+
+
 def warm_up(url: str) -> None:
     """A few sequential predicts, so the first load requests do not pay for lazy initialisation."""
-    body = {"tasks": [{"id": 1, "data": {"text": "a warm-up sentence"}}], "project": "1.1700000000",
-            "label_config": (ROOT / "labeling_config" / "sentiment.xml").read_text()}
     for _ in range(WARM_UP_PREDICTS):
-        requests.post(f"{url}/predict", json=body, auth=AUTH, timeout=60).raise_for_status()
+        reply = requests.post(f"{url}/predict", json=one_task_body("a warm-up sentence"), auth=AUTH, timeout=60)
+        reply.raise_for_status()
+
+
+def baseline(url: str, seconds: float) -> dict[str, Any]:
+    """One client alone, back to back, over SST-2 dev sentences: the unloaded /predict rate and latency."""
+    from predict_latency import dev_texts
+
+    texts, ms = dev_texts(200), []
+    with requests.Session() as session:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            started = time.perf_counter()
+            session.post(f"{url}/predict", json=one_task_body(texts[len(ms) % len(texts)]), auth=AUTH,
+                         timeout=60).raise_for_status()
+            ms.append((time.perf_counter() - started) * 1000)
+    return {"what": "baseline", "n": len(ms), "ok": len(ms), "ok_per_s": round(len(ms) / seconds, 2),
+            "refused_503": 0, "errors": 0, "error_statuses": [],
+            "over_1s": sum(m > LABEL_STUDIO_TIMEOUT_MS for m in ms),
+            "p50_ms": round(pct(ms, 0.5), 1), "p95_ms": round(pct(ms, 0.95), 1), "p99_ms": round(pct(ms, 0.99), 1),
+            "max_ms": round(max(ms), 1)}
 
 
 def run_locust(url: str, args: argparse.Namespace, samples_path: Path, log: Path) -> list[dict[str, Any]]:
@@ -142,6 +168,8 @@ def print_table(result: dict[str, Any]) -> None:
         cells = ["-" if row[c] is None else row[c] for c in columns[1:]]
         print(f"{row['what']:<10}" + "".join(f"{c:>9}" for c in cells))
     print(f"webhook answers: {result['webhook_outcomes']}; events in Redis at the end: {result['events_in_redis']}")
+    loaded, alone = result["rows"][1]["ok_per_s"], result["rows"][0]["ok_per_s"]
+    print(f"/predict under load: {loaded} ok/s = {loaded / alone:.0%} of one client alone ({alone}/s)")
     for row in result["rows"]:
         if row["errors"]:
             print(f"ERRORS on {row['what']}: {row['errors']} (statuses {row['error_statuses']}; 0 = no answer)")
@@ -164,6 +192,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         stack.callback(stop_process, server)
         url = f"http://127.0.0.1:{port}"
         warm_up(url)
+        alone = baseline(url, args.baseline_seconds)
         load_before = os.getloadavg()[0]
         started = time.monotonic()
         samples = run_locust(url, args, tmp / "samples.json", RESULTS / "load_predict_locust.log")
@@ -172,7 +201,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             raise SystemExit(f"the load stopped after {wall:.0f} s of {args.seconds} s (interrupted?)")
         events = int(redis.Redis.from_url(redis_server.url).llen(EVENTS_KEY))
         alive = server.poll() is None
-    rows = [kind_row(kind, samples, args.seconds) for kind in ("predict", "webhook", "health")]
+    rows = [alone] + [kind_row(kind, samples, args.seconds) for kind in ("predict", "webhook", "health")]
     return {"settings": {k: v for k, v in vars(args).items() if k != "out"}, "rows": rows,
             "webhook_outcomes": webhook_outcomes(samples), "events_in_redis": events, "server_alive_after": alive,
             "locust_wall_s": round(wall, 1), "auth": "Basic auth on", "code": git_head(),

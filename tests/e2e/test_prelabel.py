@@ -32,6 +32,16 @@ CHOICES = {"Positive", "Negative"}
 STEADY_LOG = "Listening on"
 
 
+def catches_sigterm(pid: int) -> bool:
+    """True once the process has a handler of its own for SIGTERM (Linux: SigCgt in /proc/<pid>/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next((line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), "0")
+    return bool(int(caught, 16) & (1 << (signal.SIGTERM - 1)))
+
+
 @dataclass
 class Workers:
     """`sentiment-backend worker` processes (each in its own session, so SIGKILL takes its whole group)."""
@@ -56,7 +66,9 @@ class Workers:
             if process.poll() is not None:
                 continue
             log_path = self.log_dir / f"worker-{i}.log"
-            while STEADY_LOG not in log_path.read_text(errors="replace"):
+            # rq logs "Listening on" before it installs its SIGTERM handler: wait for both, or a SIGTERM sent in
+            # between takes the default action (found as a flaky SIGTERM test under load)
+            while STEADY_LOG not in log_path.read_text(errors="replace") or not catches_sigterm(process.pid):
                 if process.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"worker {i} did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
                 time.sleep(0.2)
