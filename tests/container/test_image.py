@@ -159,7 +159,8 @@ def _project(studio: Studio, n: int) -> tuple[int, list[int]]:
     assert project.id is not None
     tasks: list[Any] = [{"text": f"row {i}: the film is {'great' if i % 2 else 'dull'}"} for i in range(n)]
     client.projects.import_tasks(id=project.id, request=tasks)
-    ids = sorted(int(t.id) for t in client.tasks.list(project=project.id, fields="task_only") if t.id is not None)
+    listed: Any = client.tasks.list(project=project.id, fields="task_only")  # a pager over every page
+    ids = sorted(int(task.id) for task in listed if task.id is not None)
     assert len(ids) == n
     return project.id, ids
 
