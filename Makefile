@@ -3,6 +3,7 @@
 #   make test    install, then every test tier (unit, api, e2e, browser) with a per-tier summary
 #   make lint    ruff + mypy
 #   make bench   /predict latency table
+#   make container-test   build the image with podman (local base, tiny baked checkpoint) and test it with buildah
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -18,10 +19,12 @@ REDIS_HOST  ?= 127.0.0.1
 REDIS_PORT  ?= 6379
 CHROMIUM    := /usr/bin/chromium
 PYTEST_ARGS ?=
+# the local stand-in for python:3.11-slim (no registry here): devtools/container_base.sh builds it with debootstrap
+CONTAINER_BASE ?= localhost/python-base
 # apt-get needs root; CI runs as root, a developer machine gets sudo
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help venv ls-venv chromium redis setup-run setup-test run test lint bench clean
+.PHONY: help venv ls-venv chromium redis setup-run setup-test run test lint bench clean container-tools container-base container-test
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -90,6 +93,26 @@ test: setup-test
 lint: venv
 	$(VENV)/bin/ruff check backend devtools tests bench docker
 	$(VENV)/bin/mypy backend
+
+# ---------------------------------------------------------------- the container image (podman/buildah, see README)
+container-tools:
+	@if command -v podman >/dev/null && command -v buildah >/dev/null && command -v debootstrap >/dev/null \
+	  && command -v redis-server >/dev/null; then echo "container tools: $$(podman --version), $$(buildah --version | cut -d' ' -f1-3)"; \
+	else echo "installing podman, buildah, debootstrap, redis-server (apt)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	    podman buildah debootstrap redis-server >/dev/null; fi
+
+container-base: container-tools
+	@$(SUDO) bash devtools/container_base.sh $(CONTAINER_BASE)
+
+# the test builds the image (podman's layer cache is kept), then runs it with buildah; it starts Label Studio and
+# redis-server itself and stops both
+container-test: container-base
+	@[ "$$(id -u)" = 0 ] || { echo "container-test runs as root (podman build, buildah run, unshare --net)"; exit 1; }
+	@$(MAKE) --no-print-directory -j2 venv ls-venv
+	@mkdir -p test-artifacts
+	CONTAINER_BASE=$(CONTAINER_BASE) $(VENV)/bin/python -m pytest -p devtools.pytest_tiers -m container tests/container $(PYTEST_ARGS)
+	@cat test-artifacts/container/figures.json
 
 bench: venv
 	$(VENV)/bin/python bench/predict_latency.py

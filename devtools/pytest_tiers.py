@@ -1,8 +1,8 @@
 """pytest plugin (`pytest -p devtools.pytest_tiers`, used by `make test`): a per-tier table at the end of a run.
 
-A test's tier is its first marker among unit, api, security, redis, e2e, browser, slow. Time is setup + call +
-teardown, so the session fixtures (Label Studio start, backend start) count in the tier of the first test that
-needs them.
+A test's tier is its first marker among unit, api, security, redis, e2e, browser, slow, container. Time is
+setup + call + teardown, so the session fixtures (Label Studio start, backend start, image build) count in the
+tier of the first test that needs them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import pytest
 
-TIERS = ("unit", "api", "security", "redis", "e2e", "browser", "slow")
+TIERS = ("unit", "api", "security", "redis", "e2e", "browser", "slow", "container")
 OUTCOMES = ("passed", "failed", "error", "skipped")
 
 _tier_of: dict[str, str] = {}
