@@ -1,12 +1,14 @@
-"""Redis for tests: database 15 of REDIS_URL's server for the redis tier (flushed before and after), and a
-throw-away redis-server of a test's own (RedisServer) for anything that counts keys or restarts Redis."""
+"""Redis for tests, always a redis-server of the tests' own on a free loopback port, never a database someone else
+uses: one per test process for the redis tier (database 15, flushed before and after each test), and one per test
+(RedisServer) for anything that counts keys or restarts Redis."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
-import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,15 +22,23 @@ from devtools.labelstudio_server import free_port
 TEST_DB = 15
 
 
+_SHARED: list[RedisServer] = []
+
+
+def shared_server() -> RedisServer:
+    """This test process's own redis-server (started on first use, stopped at exit)."""
+    if not _SHARED:
+        server = RedisServer(Path(tempfile.mkdtemp(prefix="redis-tests-")))
+        server.start()
+        atexit.register(server.stop)
+        _SHARED.append(server)
+    return _SHARED[0]
+
+
 def flushed_test_db() -> Iterator[tuple[redis.Redis, str]]:
-    """(client, url) of database 15 on REDIS_URL's server (default 127.0.0.1:6379), empty; emptied again after."""
-    base = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
-    url = f"{base}/{TEST_DB}"
+    """(client, url) of database 15 on this process's own redis-server, empty; emptied again after."""
+    url = shared_server().url.rsplit("/", 1)[0] + f"/{TEST_DB}"
     client = redis.Redis.from_url(url)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis at {base} is unreachable ({exc}): run `make redis`")
     client.flushdb()
     yield client, url
     client.flushdb()

@@ -1,4 +1,4 @@
-"""Redis-tier fixtures: a real Redis (REDIS_URL's server, database 15, flushed before and after each test) and
+"""Redis-tier fixtures: a real Redis (our own redis-server, database 15, flushed before and after each test) and
 the rq tasks run in-process by the project's own HeartbeatWorker in burst mode, with a fake Label Studio and
 the fake classifier installed as the worker context."""
 
@@ -23,7 +23,7 @@ from tests.redisdb import flushed_test_db
 
 @pytest.fixture
 def redis_conn() -> Iterator[redis.Redis]:
-    """Database 15 of the Redis at REDIS_URL, flushed around the test."""
+    """Database 15 of the tests' own redis-server, flushed around the test."""
     for client, _ in flushed_test_db():
         yield client
 
