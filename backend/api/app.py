@@ -7,12 +7,10 @@ Every error body is JSON `{"detail": ...}`; tracebacks and request values stay o
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from backend import errors
 from backend.api import jobs as jobs_api
 from backend.api import models as models_api
+from backend.api.asgi import send_json
 from backend.api.auth import AuthMiddleware, Credentials
 from backend.api.inference import OverloadGuard, PredictExecutor
 from backend.api.routes import BackendState, ProjectConfigs, router
@@ -139,7 +138,7 @@ class BodyLimitMiddleware:
             return
         declared = _content_length(scope)
         if declared is None:
-            await _send_json(send, 400, {"detail": "invalid Content-Length header"})
+            await send_json(send, 400, {"detail": "invalid Content-Length header"})
             return
         if declared > self.max_body_bytes:
             await self._too_large(send, scope, declared)
@@ -149,7 +148,7 @@ class BodyLimitMiddleware:
         except asyncio.TimeoutError:
             log.info("%s %s -> 408 (body not received within %.0f s)", scope["method"], scope["path"], self.timeout_s)
             detail = f"the request body did not arrive within BODY_TIMEOUT_S={self.timeout_s:g} s"
-            await _send_json(send, 408, {"detail": detail})
+            await send_json(send, 408, {"detail": detail})
             return
         if outcome == "too_large":
             await self._too_large(send, scope, len(body))
@@ -159,7 +158,7 @@ class BodyLimitMiddleware:
     async def _too_large(self, send: Send, scope: Scope, size: int) -> None:
         log.info("%s %s -> 413 (%d B or more; limit %d)", scope["method"], scope["path"], size, self.max_body_bytes)
         detail = f"request body is larger than MAX_BODY_BYTES={self.max_body_bytes} bytes"
-        await _send_json(send, 413, {"detail": detail})
+        await send_json(send, 413, {"detail": detail})
 
 
 class InternalErrorMiddleware:
@@ -190,7 +189,7 @@ class InternalErrorMiddleware:
             if status:  # the response has started: nothing sane can be sent any more
                 raise
             status.append(500)
-            await _send_json(send, 500, {"detail": "internal error"})
+            await send_json(send, 500, {"detail": "internal error"})
         ms = (time.perf_counter() - started) * 1000
         size = _content_length(scope) or 0
         log.debug("%s %s -> %d (%d B in, %.1f ms)", scope["method"], scope["path"], status[0], size, ms)
@@ -234,10 +233,3 @@ async def _read_body(receive: Receive, limit: int) -> tuple[bytes, str]:
             return b"".join(chunks), "too_large"
         if not message.get("more_body", False):
             return b"".join(chunks), "complete"
-
-
-async def _send_json(send: Send, status: int, content: dict[str, Any]) -> None:
-    body = json.dumps(content).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

@@ -23,12 +23,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 import logging
 
 from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from backend.api.asgi import send_json
 from backend.config import Settings
 from backend.errors import ManagementDisabled
 
@@ -156,11 +156,5 @@ async def _unauthorized(send: Send, path: str) -> None:
     detail = "authentication required"
     if path == WEBHOOK_PATH:
         detail = "authentication required: Basic auth or the X-Webhook-Secret header"
-    body = json.dumps({"detail": detail}).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"www-authenticate", f'Basic realm="{REALM}", charset="UTF-8"'.encode()),
-    ]
-    await send({"type": "http.response.start", "status": 401, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, 401, {"detail": detail},
+                    [(b"www-authenticate", f'Basic realm="{REALM}", charset="UTF-8"'.encode())])

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,7 @@ from typing import Any, TypeVar
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from backend.api.asgi import send_json
 from backend.errors import Overloaded
 
 log = logging.getLogger(__name__)
@@ -82,8 +82,5 @@ class OverloadGuard:
             return
         error = self.executor.overloaded()
         log.debug("POST %s -> 503: %s", self.path, error)
-        body = json.dumps({"detail": str(error)}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   (b"retry-after", str(error.retry_after_s).encode()), (b"connection", b"close")]
-        await send({"type": "http.response.start", "status": 503, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, 503, {"detail": str(error)},
+                        [(b"retry-after", str(error.retry_after_s).encode()), (b"connection", b"close")])

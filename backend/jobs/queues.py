@@ -139,8 +139,9 @@ def enqueue_training(
 
 def _refuse_if_full(queue: Queue) -> None:
     """JobQueueFull when the queue already holds its MAX_QUEUED waiting jobs."""
-    if queue.count >= MAX_QUEUED[queue.name]:
-        raise JobQueueFull(f"{queue.count} jobs are already waiting on {queue.name}; try again when the workers "
+    waiting = queue.count  # one LLEN
+    if waiting >= MAX_QUEUED[queue.name]:
+        raise JobQueueFull(f"{waiting} jobs are already waiting on {queue.name}; try again when the workers "
                            "have caught up")
 
 
