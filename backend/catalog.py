@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from backend.store import ModelStore, ModelVersion
+from backend.store import DEFAULT_LINE, ModelStore, ModelVersion, line_name
 
 
 def acceptance_entry(kept: int, corrected: int) -> dict[str, Any]:
@@ -60,6 +60,7 @@ def describe(version: ModelVersion, current: str | None, acceptance: Mapping[str
         "source": public_source(meta.get("source")),
         **{key: meta.get(key) for key in keys},
         "acceptance": acceptance.get(version.version),
+        "collected": version.collected,
     }
 
 
@@ -76,12 +77,17 @@ def _looks_like_path(text: str) -> bool:
     return text.startswith(("/", "~", ".")) or "\\" in text or (len(text) > 1 and text[1] == ":")
 
 
-def catalog(store: ModelStore) -> dict[str, Any]:
-    """Every version, oldest first, the current one, and the latest changes of CURRENT."""
-    current = store.current_version()
+def catalog(store: ModelStore, project: int | None = None) -> dict[str, Any]:
+    """Every version, oldest first; the line the project is served (none: the default line), its current version
+    and latest changes; and every line's current version."""
+    current = store.current_version(project)
+    own = project is not None and store.has_line(project)
     acceptance = acceptance_by_version(store.root)
     return {
+        "project": project,
+        "line": line_name(project) if own else DEFAULT_LINE,
         "current": current,
+        "lines": store.lines(),
         "models": [describe(v, current, acceptance) for v in store.list()],
-        "history": store.history()[-50:],
+        "history": store.history(project if own else None)[-50:],
     }

@@ -71,15 +71,31 @@ def models() -> None:
     """The model store under MODEL_DIR: list, import, bootstrap."""
 
 
+def _line_options(func: Any) -> Any:
+    """--project ID or --default: which model line a command moves (exactly one)."""
+    func = click.option("--default", "default_line", is_flag=True,
+                        help="the default line (every project without a line of its own)")(func)
+    return click.option("--project", type=click.IntRange(1, 2**31 - 1), default=None,
+                        help="the Label Studio project whose own line this is")(func)
+
+
+def _one_line(project: int | None, default_line: bool) -> None:
+    if (project is None) == (not default_line):
+        _fail(click.UsageError("name the line: --project ID, or --default for the default line"))
+
+
 @models.command("list")
+@click.option("--project", type=click.IntRange(1, 2**31 - 1), default=None,
+              help="mark the version this project is served (default: the default line's)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output (what GET /models answers)")
 @click.pass_context
-def models_list(ctx: click.Context, as_json: bool) -> None:
-    """Show every stored version, oldest first: * marks the current one; metrics, decision, acceptance rate."""
+def models_list(ctx: click.Context, project: int | None, as_json: bool) -> None:
+    """Show every stored version, oldest first: * marks the current one of the line; metrics, decision, acceptance
+    rate; then every line and its version."""
     from backend.catalog import catalog
 
     store = ModelStore(_settings(ctx).model_dir)
-    listing = catalog(store)
+    listing = catalog(store, project)
     if as_json:
         click.echo(json.dumps(listing, indent=2))
         return
@@ -88,6 +104,7 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
         return
     for row in listing["models"]:
         click.echo(_version_line(row))
+    click.echo("lines: " + ", ".join(f"{name}={version}" for name, version in listing["lines"].items()))
 
 
 def _version_line(row: dict[str, Any]) -> str:
@@ -99,14 +116,18 @@ def _version_line(row: dict[str, Any]) -> str:
         scores.append(f"kept={acceptance['acceptance_rate']:.0%} of {acceptance['kept'] + acceptance['corrected']}")
     mark = "*" if row["current"] else " "
     status = row.get("status") or row.get("kind") or ""
+    if row.get("collected"):
+        status += " (weights collected)"
     return f"{mark} {row['version']:<44} {row['created_at']:<26} {status:<9} {' '.join(scores) or '-'}"
 
 
 @models.command("current")
+@click.option("--project", type=click.IntRange(1, 2**31 - 1), default=None,
+              help="the version this project is served (default: the default line's)")
 @click.pass_context
-def models_current(ctx: click.Context) -> None:
-    """Print the current version; exit 1 when the store is empty."""
-    version = ModelStore(_settings(ctx).model_dir).current_version()
+def models_current(ctx: click.Context, project: int | None) -> None:
+    """Print the current version of a project (or of the default line); exit 1 when the store is empty."""
+    version = ModelStore(_settings(ctx).model_dir).current_version(project)
     if version is None:
         click.echo("no current version", err=True)
         sys.exit(1)
@@ -130,30 +151,51 @@ def models_import(ctx: click.Context, checkpoint: Path, name: str | None) -> Non
 
 @models.command("promote")
 @click.argument("version")
+@_line_options
 @click.pass_context
-def models_promote(ctx: click.Context, version: str) -> None:
-    """Make VERSION current (a rejected candidate too); the API and the workers switch without a restart."""
-    from backend.retraining import promote
+def models_promote(ctx: click.Context, version: str, project: int | None, default_line: bool) -> None:
+    """Make VERSION current on a project's line (its first promotion makes it) or on the default line (a rejected
+    candidate too); the API and the workers switch without a restart, and Label Studio's model_version follows."""
+    from backend.lines import promote
 
+    _one_line(project, default_line)
+    settings = _settings(ctx)
     try:
-        promoted = promote(ModelStore(_settings(ctx).model_dir), version, reason="promoted from the CLI")
+        promoted = promote(ModelStore(settings.model_dir), version, reason="promoted from the CLI", project=project)
     except BackendError as exc:
         _fail(exc)
-    click.echo(promoted.version)
+    click.echo(promoted.version + _followed(settings, project, promoted.version))
 
 
 @models.command("rollback")
 @click.argument("version", required=False)
+@_line_options
 @click.pass_context
-def models_rollback(ctx: click.Context, version: str | None) -> None:
-    """Make VERSION current again; without it, the version that was current before the current one."""
-    from backend.retraining import rollback
+def models_rollback(ctx: click.Context, version: str | None, project: int | None, default_line: bool) -> None:
+    """Make VERSION current again on the line; without it, the line's previous version (a project rolled back past
+    its first promotion returns to the default line). Prints what the project is served now."""
+    from backend.lines import rollback
 
+    _one_line(project, default_line)
+    settings = _settings(ctx)
     try:
-        restored = rollback(ModelStore(_settings(ctx).model_dir), version)
+        restored = rollback(ModelStore(settings.model_dir), version, project=project)
     except BackendError as exc:
         _fail(exc)
-    click.echo(restored.version)
+    click.echo(restored.version + _followed(settings, project, restored.version))
+
+
+def _followed(settings: Settings, project: int | None, version: str) -> str:
+    """Set a project's model_version in Label Studio when a token is configured; a note on what happened."""
+    if project is None or settings.label_studio_api_key is None:
+        return ""
+    from backend.lines import follow_in_studio
+    from backend.studio import studio_for
+
+    key = settings.label_studio_api_key.get_secret_value()
+    outcome = follow_in_studio(lambda: studio_for(settings.label_studio_url, key, settings.label_studio_timeout_s),
+                               project, version)
+    return f" (Label Studio model_version: {outcome})"
 
 
 @models.command("bootstrap")
@@ -205,7 +247,7 @@ def connect(ctx: click.Context, project: int, backend_url: str, title: str, retr
         sys.exit(1)
     if retrieve:
         studio.retrieve_predictions(client, project)
-        version = ModelStore(settings.model_dir).current_version()
+        version = ModelStore(settings.model_dir).current_version(project)
         if version:
             studio.select_model_version(client, project, version)
         click.echo(f"predictions retrieved; project model_version={version}")
@@ -231,11 +273,11 @@ def worker(ctx: click.Context, burst: bool, name: str | None) -> None:
 @click.option("--follow", is_flag=True, help="show a progress bar until the run ends (exit 1 unless it finished)")
 @click.pass_context
 def prelabel(ctx: click.Context, project: int, chunk_size: int | None, follow: bool) -> None:
-    """Pre-label every task of a project that lacks a prediction of the current model (runs on the workers)."""
+    """Pre-label every task of a project that lacks a prediction of the version it is served (runs on the workers)."""
     from backend.jobs.queues import connect, enqueue_prelabel
 
     settings = _settings(ctx)
-    version = _current_or_exit(settings)
+    version = _current_or_exit(settings, project)
     try:
         connection = connect(settings.redis_url)
         run, created = enqueue_prelabel(connection, project, version, chunk_size or settings.prelabel_chunk_size)
@@ -256,7 +298,7 @@ def train(ctx: click.Context, project: int, force: bool, follow: bool) -> None:
     from backend.jobs.queues import connect, enqueue_training
 
     settings = _settings(ctx)
-    version = _current_or_exit(settings)
+    version = _current_or_exit(settings, project)
     try:
         connection = connect(settings.redis_url)
         run, created = enqueue_training(connection, project, version, max_seconds=settings.train_max_seconds,
@@ -268,9 +310,9 @@ def train(ctx: click.Context, project: int, force: bool, follow: bool) -> None:
         sys.exit(_follow(connection, run.id))
 
 
-def _current_or_exit(settings: Settings) -> str:
-    """The store's current version; exits with a message naming the fix when the store is empty."""
-    version = ModelStore(settings.model_dir).current_version()
+def _current_or_exit(settings: Settings, project: int) -> str:
+    """The version the project is served; exits with a message naming the fix when the store is empty."""
+    version = ModelStore(settings.model_dir).current_version(project)
     if version is None:
         _fail(ValueError(f"the model store {settings.model_dir} is empty: `sentiment-backend models bootstrap`"))
     assert version is not None

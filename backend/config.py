@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     token_budget: int = Field(2048, ge=64, description="max padded tokens per inference batch")
     window_stride: int = Field(128, ge=0, description="tokens shared by consecutive windows of a long text")
+    max_loaded_models: int = Field(
+        3, ge=1, le=64, description="model versions one process keeps in memory (least recently used dropped)"
+    )
+    keep_rejected: int = Field(2, ge=0, description="rejected training candidates kept per project (weights)")
     data_dir: Path = Field(Path("data"), description="where `models bootstrap` finds sst2/train.tsv and dev.tsv")
 
     # services

@@ -127,6 +127,12 @@ class NothingToRollBack(BackendError):
     status = 409
 
 
+class PointerMoved(BackendError):
+    """A compare-and-swap of a model line found it moved since it was read (another promotion won). HTTP 409."""
+
+    status = 409
+
+
 class ManagementDisabled(BackendError):
     """A management route (jobs, promote, rollback) was called while Basic auth is not configured. HTTP 403."""
 

@@ -1,15 +1,16 @@
-"""Retraining a project's model from its accepted annotations, and the promotion rule that guards CURRENT.
+"""Retraining a project's model from its accepted annotations, and the promotion rule that guards its line.
 
 One `retrain` call: read the project's label config and export from Label Studio, keep the accepted annotations
 (backend.annotations), split them with the project's frozen holdout (backend.holdout), fine-tune a copy of the
-base version (the current one unless TRAIN_BASE names another) on the training side, score candidate and
-current on the holdout, publish the candidate as a new immutable version and, only when `decide` says it is at
-least as good, make it current. Nothing here knows about rq or Redis: the job in backend.jobs.tasks calls it
-and reports its phases.
+base version (the project's current one unless TRAIN_BASE names another) on the training side, score candidate
+and the project's current version on the holdout, publish the candidate as a new immutable version and, only
+when `decide` says it is at least as good, move the project's own model line to it (its first promotion makes
+the line; no other project's line, and never the default line, moves). Nothing here knows about rq or Redis:
+the job in backend.jobs.tasks calls it and reports its phases.
 
-Crash safety comes from the store: the candidate is built in staging/ and appears whole or not at all, and
-CURRENT moves by one atomic rename after the candidate is published, so a kill at any point leaves CURRENT on a
-complete, loadable version.
+Crash safety comes from the store: the candidate is built in staging/ and appears whole or not at all, and the
+line's pointer moves by one atomic rename (a compare-and-swap under the store lock) after the candidate is
+published, so a kill at any point leaves every line on a complete, loadable version.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ from backend.annotations import AnnotationSet, accepted_annotations
 from backend.catalog import record_acceptance
 from backend.config import Settings
 from backend.datasets import read_examples
-from backend.errors import ModelUnavailable, NotEnoughAnnotations, NothingToRollBack
+from backend.errors import ModelUnavailable, NotEnoughAnnotations, PointerMoved
 from backend.holdout import Holdout
 from backend.labeling.spec import parse_spec
-from backend.model.types import Example
+from backend.model.types import Classifier, Example
 from backend.store import ModelStore, ModelVersion
-from backend.training import Predictor, TrainParams, TrainProgress, evaluate, fine_tune, hold_out
+from backend.training import TrainParams, TrainProgress, evaluate, fine_tune, hold_out
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +47,6 @@ class Studio(Protocol):
     def project(self, project_id: int) -> Any: ...
 
     def export(self, project_id: int) -> list[dict[str, Any]]: ...
-
-
-class Labelled(Predictor, Protocol):
-    """A classifier that names its labels."""
-
-    @property
-    def labels(self) -> tuple[str, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -153,14 +147,17 @@ Report = Callable[..., None]  # report(phase, **details): phase changes and trai
 
 def retrain(
     studio: Studio, store: ModelStore, project: int, policy: RetrainPolicy, *,
-    classifier_of: Callable[[str], Labelled], load_candidate: Callable[[Path], Predictor],
+    classifier_of: Callable[[str], Classifier], load_candidate: Callable[[Path], Classifier],
     force: bool = False, report: Report | None = None, label: str = "",
+    may_promote: Callable[[], None] | None = None,
 ) -> RetrainOutcome:
-    """Train, evaluate, publish and maybe promote (see the module docstring). `classifier_of(version)` gives a
-    store version's loaded classifier; `load_candidate(dir)` loads the freshly trained checkpoint."""
+    """Train, evaluate, publish and maybe promote (see the module docstring) on the project's own model line.
+    `classifier_of(version)` gives a store version's loaded classifier; `load_candidate(dir)` loads the freshly
+    trained checkpoint; `may_promote()` runs under the store lock right before the pointer moves and raises to
+    call the promotion off (a cancelled run): the candidate is then recorded as rejected and the error re-raised."""
     say: Report = report or (lambda phase, **details: None)
     say("loading annotations")
-    base = _base_version(store, policy)
+    base = _base_version(store, policy, project)
     base_classifier = classifier_of(base.version)
     info = studio.project(project)
     spec = parse_spec(info.label_config, base_classifier.labels)
@@ -185,7 +182,7 @@ def retrain(
                            eval_examples=validation or None,
                            progress=lambda p: say("training", **_progress_fields(p)))
         say("evaluating", holdout=len(holdout))
-        current = store.current_version() or base.version
+        current = store.current_version(project) or base.version
         candidate_metrics = evaluate(load_candidate(staged), holdout) if holdout else None
         current_metrics = evaluate(classifier_of(current), holdout) if holdout else None
         decision = decide(candidate_metrics, current_metrics, len(holdout), policy, force=force)
@@ -193,6 +190,7 @@ def retrain(
         meta = {
             "source": f"fine-tuned on accepted annotations of Label Studio project {project}",
             "kind": "retrain", "project": project, "parent": base.version, "compared_with": current,
+            "labels": list(base_classifier.labels),
             "data_hash": annotations.data_hash(), "counts": counts, "params": asdict(params),
             "training": result.summary(), "train_seconds": round(result.train_seconds, 1),
             "metrics": {"holdout": candidate_metrics}, "compared_metrics": {"holdout": current_metrics},
@@ -201,7 +199,12 @@ def retrain(
         candidate = store.publish(staged, meta, name=f"p{project}-retrain", make_current=False)
     if decision.promote:
         say("promoting", candidate=candidate.version)
-        decision = _promote_if_unchanged(store, candidate, current, decision, label)
+        try:
+            decision = _promote_if_unchanged(store, project, candidate, current, decision, label, may_promote)
+        except Exception as exc:
+            called_off = Decision(False, f"not promoted: {type(exc).__name__} before the switch ({decision.reason})")
+            store.update_meta(candidate.version, status="rejected", decision=asdict(called_off))
+            raise
     store.update_meta(candidate.version, status="promoted" if decision.promote else "rejected",
                       decision=asdict(decision))
     outcome = RetrainOutcome(candidate.version, current, decision, candidate_metrics, current_metrics, counts)
@@ -209,8 +212,8 @@ def retrain(
     return outcome
 
 
-def _base_version(store: ModelStore, policy: RetrainPolicy) -> ModelVersion:
-    name = policy.base or store.current_version()
+def _base_version(store: ModelStore, policy: RetrainPolicy, project: int) -> ModelVersion:
+    name = policy.base or store.current_version(project)
     if not name:
         raise ModelUnavailable("the model store (MODEL_DIR) has no current version to fine-tune from")
     return store.get(name)
@@ -254,28 +257,15 @@ def _progress_fields(p: TrainProgress) -> dict[str, Any]:
 
 
 def _promote_if_unchanged(
-    store: ModelStore, candidate: ModelVersion, compared_with: str, decision: Decision, label: str
+    store: ModelStore, project: int, candidate: ModelVersion, compared_with: str, decision: Decision, label: str,
+    may_promote: Callable[[], None] | None,
 ) -> Decision:
-    """Make the candidate current unless someone moved CURRENT since it was compared (then it stays a candidate)."""
-    now = store.current_version()
-    if now != compared_with:
-        return Decision(False, f"CURRENT changed from {compared_with} to {now} during the training; the candidate "
-                               "was compared with the old version, so it is kept but not promoted")
-    store.set_current(candidate.version, reason=f"promoted by training {label}".strip())
+    """Move the project's line to the candidate unless the version the project is served changed since the
+    comparison (then it stays a candidate): one compare-and-swap under the store lock."""
+    try:
+        store.set_current(candidate.version, reason=f"promoted by training {label}".strip(), project=project,
+                          expect=compared_with, check=may_promote)
+    except PointerMoved as exc:
+        return Decision(False, f"{exc}; the candidate was compared with {compared_with}, so it is kept but not "
+                               "promoted")
     return decision
-
-
-def promote(store: ModelStore, version: str, reason: str = "promoted by hand") -> ModelVersion:
-    """Make any stored version current (the workers and the API pick it up without a restart)."""
-    promoted = store.set_current(version, reason=reason)
-    if promoted.meta.get("status") in ("candidate", "rejected"):
-        store.update_meta(version, status="promoted")
-    return promoted
-
-
-def rollback(store: ModelStore, version: str | None = None) -> ModelVersion:
-    """Make `version` current again, or without one the version that was current before the current one."""
-    target = version or store.previous_version()
-    if not target:
-        raise NothingToRollBack("nothing to roll back to: the store's history has no earlier current version")
-    return store.set_current(target, reason=f"rollback from {store.current_version()}")

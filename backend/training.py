@@ -14,14 +14,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from backend.model.classifier import SentimentClassifier, pack_batches, quiet_transformers, resolve_device
-from backend.model.types import Example, Prediction
+from backend.model.types import Classifier, Example, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +84,6 @@ class TrainResult:
             "stopped_early": self.stopped_early, "hit_budget": self.hit_budget, "best_step": self.best_step,
             "truncated": self.truncated,
         }
-
-
-class Predictor(Protocol):
-    """Anything with SentimentClassifier's predict signature."""
-
-    def predict(self, texts: Sequence[str]) -> list[Prediction]: ...
 
 
 def fine_tune(
@@ -328,7 +322,7 @@ def _pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torc
     return ids, mask
 
 
-def evaluate(classifier: Predictor, examples: Sequence[Example]) -> dict[str, Any]:
+def evaluate(classifier: Classifier, examples: Sequence[Example]) -> dict[str, Any]:
     """Accuracy, macro-F1, log loss, ECE (15 bins, top-class probability) and confusion of classifier on examples."""
     predictions = classifier.predict([e.text for e in examples])
     return score_predictions(predictions, [e.label for e in examples])

@@ -25,7 +25,7 @@ from backend.api.auth import AuthMiddleware, Credentials
 from backend.api.inference import OverloadGuard, PredictExecutor
 from backend.api.routes import BackendState, ProjectConfigs, router
 from backend.api.schemas import error_responses
-from backend.api.served import ServedModel, classifier_loader
+from backend.api.served import ServedModel, checkpoint_loader
 from backend.config import Settings
 from backend.events import EventLog, RedisEventLog
 from backend.store import ModelStore
@@ -54,7 +54,9 @@ def create_app(
     events: EventLog | None = None,
 ) -> FastAPI:
     """The backend's FastAPI app; `served` and `events` default to the store in MODEL_DIR and Redis at REDIS_URL."""
-    served = served or ServedModel(ModelStore(settings.model_dir), classifier_loader(settings))
+    served = served or ServedModel(
+        ModelStore(settings.model_dir), checkpoint_loader(settings), max_loaded=settings.max_loaded_models
+    )
     state = BackendState(
         settings=settings,
         served=served,

@@ -73,8 +73,8 @@ router = APIRouter()
 @router.post("/jobs/prelabel", status_code=202, response_model=JobBody, dependencies=MANAGEMENT,
              responses={200: {"model": JobBody}, **error_responses(403, 422, 503)})
 async def start_prelabel(body: PrelabelRequest, jobs: Jobs, request: Request) -> JSONResponse:
-    """Enqueue a pre-labeling run of a whole project with the current model version; answers with its job id."""
-    version = request.app.state.backend.served.store.current_version()
+    """Enqueue a pre-labeling run of a whole project with the project's current version; answers with its job id."""
+    version = request.app.state.backend.served.store.current_version(body.project)
     if version is None:
         raise ModelNotReady("the model store has no current version to pre-label with")
     chunk_size = body.chunk_size or jobs.settings.prelabel_chunk_size
@@ -97,7 +97,7 @@ def start_training_run(request: Request, project_id: int, reason: str, force: bo
     from backend.jobs.queues import enqueue_training
 
     settings: Settings = request.app.state.jobs.settings
-    version = request.app.state.backend.served.store.current_version()
+    version = request.app.state.backend.served.store.current_version(project_id)
     if version is None:
         raise ModelNotReady("the model store has no current version to fine-tune")
     run, created = enqueue_training(request.app.state.jobs.redis(), project_id, version,

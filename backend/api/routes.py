@@ -105,40 +105,41 @@ router = APIRouter()
 @router.get("/health", response_model=HealthBody, responses={503: {"model": HealthBody}})
 @router.get("/", response_model=HealthBody, responses={503: {"model": HealthBody}})
 async def health(state: State) -> JSONResponse:
-    """200 {"status": "UP", "model_version"} once a model is loaded; 503 LOADING or ERROR before. No model work."""
+    """200 {"status": "UP", "model_version"} once the default line's version is loaded; 503 LOADING or ERROR before
+    (and ERROR while the default line's version fails to load). No model work."""
     served = state.served
-    if not served.ready and served.error:
-        served.refresh()  # a new CURRENT (or the retry delay passing) gets another load
+    if not served.ready or served.error:
+        served.refresh()  # a new default (or the retry delay passing) gets another load
+    error = served.error
+    if error:
+        return JSONResponse({"status": "ERROR", "detail": error}, status_code=503)
     if served.ready:
         return JSONResponse({"status": "UP", "model_version": served.version})
-    if served.error:
-        return JSONResponse({"status": "ERROR", "detail": served.error}, status_code=503)
     return JSONResponse({"status": "LOADING"}, status_code=503)
 
 
 @router.post("/setup", response_model=SetupBody, responses=error_responses(400, 413, 422, 503))
 async def setup(body: SetupRequest, state: State) -> dict[str, Any]:
-    """Check the project's label config against the model and return the served model_version. Never loads."""
-    state.served.refresh()  # a promoted version loads in the background; the old one answers meanwhile
-    model = state.served.current()
-    await run_in_threadpool(_spec, state, body.label_config, model.classifier)
+    """Check the project's label config against its version's labels and return that model_version. Never loads."""
+    version = state.served.version_for(body.project_id)
+    labels = await run_in_threadpool(state.served.labels_of, version)
+    await run_in_threadpool(_spec, state, body.label_config, labels)
     state.projects.remember(body.project_id, body.label_config)
-    return {"model_version": model.version}
+    return {"model_version": version}
 
 
 @router.post("/predict", response_model=PredictBody, responses=error_responses(400, 413, 422, 503))
 async def predict(body: PredictRequest, state: State) -> dict[str, Any]:
-    """One prediction per task, in task order, all from one classifier.predict call and one model_version."""
-    state.served.refresh()  # a promotion or rollback loads in the background; this request uses the served one
-    model = state.served.current()
+    """One prediction per task, in task order, all from one classifier.predict call and the project's version."""
     limits = state.settings
     if len(body.tasks) > limits.max_tasks_per_predict:
         raise PayloadTooLarge(
             f"{len(body.tasks)} tasks in one /predict; "
             f"the limit is MAX_TASKS_PER_PREDICT={limits.max_tasks_per_predict}"
         )
+    model = await state.served.model_for(body.project_id)  # a version not loaded yet is awaited, off the loop
     label_config = _label_config(body, state)
-    spec = await run_in_threadpool(_spec, state, label_config, model.classifier)
+    spec = await run_in_threadpool(_spec, state, label_config, model.classifier.labels)
     if body.label_config and body.project_id is not None:
         state.projects.remember(body.project_id, label_config)  # only once it parsed: bounded and valid
     texts = _checked_texts(body.tasks, spec, limits.max_text_chars)
@@ -147,13 +148,13 @@ async def predict(body: PredictRequest, state: State) -> dict[str, Any]:
     return {"results": results, "model_version": model.version}
 
 
-def _spec(state: BackendState, label_config: str, classifier: Classifier) -> LabelingSpec:
-    return parse_spec(label_config, classifier.labels, max_chars=state.settings.max_label_config_chars)
+def _spec(state: BackendState, label_config: str, labels: tuple[str, ...]) -> LabelingSpec:
+    return parse_spec(label_config, labels, max_chars=state.settings.max_label_config_chars)
 
 
 @router.get("/versions", response_model=VersionsBody)
 def versions(state: State) -> dict[str, Any]:
-    """Every version in the store, oldest first, and the one being served."""
+    """Every version in the store, oldest first, and the default line's current one."""
     return {"versions": [v.version for v in state.served.store.list()], "current": state.served.version}
 
 
@@ -209,7 +210,7 @@ def _auto_prelabel(request: Request, state: BackendState, project_id: int) -> di
     """PRELABEL_ON_TASKS_CREATED: start (or extend) a pre-labeling run of the project; never fails the webhook."""
     from backend.jobs.queues import enqueue_prelabel
 
-    version = state.served.store.current_version()
+    version = state.served.store.current_version(project_id)
     if version is None:
         return {"error": "the model store is empty"}
     try:

@@ -205,17 +205,23 @@ class JobsBody(BaseModel):
 
 
 class ModelsBody(BaseModel):
-    """GET /models."""
+    """GET /models: every version; the asked project's (or the default) line's current version and history."""
 
+    project: int | None
+    line: str = Field(description="the line the project is served: `default` or `project-<id>`")
     current: str | None
+    lines: dict[str, str] = Field(description="every line → its current version")
     models: list[dict[str, Any]]
     history: list[dict[str, Any]]
 
 
 class CurrentBody(BaseModel):
-    """A promotion or rollback: the version now current."""
+    """A promotion or rollback: the version the line (and the project) is served now."""
 
     current: str
+    line: str
+    project: int | None = None
+    label_studio: str | None = Field(default=None, description="whether the project's model_version was set there")
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

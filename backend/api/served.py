@@ -1,168 +1,136 @@
-"""The model the API serves: one store version, loaded in the background, swapped without a restart.
+"""What the API serves: each project's version from the store's model lines, loaded through the one ModelCache.
 
-Loading never happens on a request thread: `start_loading()` (app start) and `refresh()` (each /setup, and
-/health while loading failed) start a background thread when the store's CURRENT names a version other
-than the one served. Until the new version is loaded the old one keeps answering; the swap is one
-assignment under a lock, and a request takes one `LoadedModel` snapshot so its predictions and its
+A request names its project; `version_for(project)` reads the project's line (one or two small file reads, no
+lock, no load), so /setup answers in milliseconds and every promotion or rollback is seen by the next request
+with no restart. `model_for(project)` awaits the version's load off the event loop (the cache loads on its
+own thread, each version once however many requests ask), so a project whose version is not loaded yet waits
+while the others keep being answered. A request holds one `LoadedModel`, so its predictions and its
 model_version always belong together.
+
+/health and /versions describe the default line: LOADING until its version first loads (loading starts with
+the app), then UP; ERROR while that version fails to load or the store is empty.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
-from backend.config import Settings
 from backend.errors import ModelNotReady
-from backend.model.types import Prediction
-from backend.store import ModelStore, ModelVersion
+from backend.model.cache import LOAD_FAILED, RETRY_FAILED_AFTER_S, LoadedModel, Loader, ModelCache, checkpoint_loader
+from backend.model.types import Classifier
+from backend.store import ModelStore
 
 log = logging.getLogger(__name__)
 
-# a version that failed to load is tried again by refresh() only after this long (or when CURRENT changes)
-RETRY_FAILED_AFTER_S = 60.0
-# what /health and 503 bodies say; the details (paths, exception text) go to the server log only
-LOAD_FAILED = "the model failed to load; see the server log"
 EMPTY_STORE = "the model failed to load: the model store has no current version; see the server log"
+# Label Studio gives /predict 100 s: a request whose version is still loading after this answers 503 and retries
+LOAD_WAIT_S = 90.0
 
-
-class Classifier(Protocol):
-    """What the API needs of backend.model.classifier.SentimentClassifier."""
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        """The model's label names, e.g. ("NEGATIVE", "POSITIVE")."""
-        ...
-
-    def predict(self, texts: Sequence[str], *, max_tokens: int | None = None) -> list[Prediction]:
-        """One Prediction per text, same order; thread-safe; TooManyTokens past max_tokens word pieces."""
-        ...
-
-
-Loader = Callable[[ModelVersion], Classifier]
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A loaded classifier together with the store version it came from (the Label Studio model_version)."""
-
-    version: str
-    classifier: Classifier
-    load_seconds: float
-
-
-def classifier_loader(settings: Settings) -> Loader:
-    """The production loader: SentimentClassifier.from_path on a version's checkpoint with the settings' knobs."""
-
-    def load(version: ModelVersion) -> Classifier:
-        from backend.model.loading import load_version  # torch: imported only when a model loads
-
-        return load_version(
-            version, device=settings.device, token_budget=settings.token_budget, stride=settings.window_stride
-        )
-
-    return load
+__all__ = ["Classifier", "LoadedModel", "Loader", "ServedModel", "checkpoint_loader"]
 
 
 class ServedModel:
-    """Holds the ModelStore and the currently loaded classifier; see the module docstring."""
+    """The store and the process's ModelCache, seen from the API; see the module docstring."""
 
-    def __init__(self, store: ModelStore, loader: Loader, *, retry_failed_after: float = RETRY_FAILED_AFTER_S) -> None:
+    def __init__(
+        self, store: ModelStore, loader: Loader, *, max_loaded: int = 3,
+        retry_failed_after: float = RETRY_FAILED_AFTER_S, load_wait_s: float = LOAD_WAIT_S,
+    ) -> None:
         self.store = store
-        self._loader = loader
-        self._retry_failed_after = retry_failed_after
-        self._lock = threading.Lock()
-        self._model: LoadedModel | None = None
-        self._loading: str | None = None
-        self._failed: str | None = None
-        self._failed_at = 0.0
-        self._error: str | None = None
-        self._idle = threading.Event()
-        self._idle.set()
+        self.cache = ModelCache(store, loader, max_loaded=max_loaded, retry_failed_after=retry_failed_after)
+        self.load_wait_s = load_wait_s
+        self._up = threading.Event()  # the default line's version loaded once: UP from then on
+        self._empty = False
 
+    # ---------------------------------------------------------------- per project
+    def version_for(self, project: int | None) -> str:
+        """The version the project is served now (its line's, else the default line's); no load, no lock.
+        ModelNotReady when the store has no version at all."""
+        version = self.store.current_version(project)
+        if version is None:
+            raise ModelNotReady(EMPTY_STORE)
+        return version
+
+    def labels_of(self, version: str) -> tuple[str, ...]:
+        """A version's label names, from the loaded model or, without loading it, from its meta or config."""
+        loaded = self.cache.peek(version)
+        labels = loaded.classifier.labels if loaded else self.store.get(version).labels
+        if not labels:
+            raise ModelNotReady(f"model version {version} names no labels in its meta.json or config.json")
+        return labels
+
+    async def model_for(self, project: int | None) -> LoadedModel:
+        """The project's version, loaded: at once when it is in memory, else after its load (awaited, never on the
+        event loop); ModelNotReady when it fails to load or takes longer than load_wait_s."""
+        version = self.version_for(project)
+        future = self.cache.load(version)
+        try:
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), self.load_wait_s)
+        except TimeoutError:
+            raise ModelNotReady(f"model version {version} is still loading; retry in a few seconds") from None
+
+    # ---------------------------------------------------------------- the default line
     @property
     def ready(self) -> bool:
-        """True once a version is loaded (stays true while a newer one loads)."""
-        return self._model is not None
+        """True once the default line's version has loaded (stays true while a newer one loads)."""
+        if self._up.is_set():
+            return True
+        version = self._default()
+        if version and self.cache.peek(version):
+            self._up.set()
+        return self._up.is_set()
 
     @property
     def version(self) -> str | None:
-        """The version being served, None before the first load."""
-        model = self._model
-        return model.version if model else None
+        """The default line's version (what /health and /versions report), None for an empty store."""
+        return self._default()
 
     @property
     def error(self) -> str | None:
-        """Why nothing new is served, safe to show a client (no paths or exception text); None once a load succeeds."""
-        return self._error
-
-    @property
-    def loading(self) -> str | None:
-        """The version a background thread is loading now, if any."""
-        return self._loading
-
-    def current(self) -> LoadedModel:
-        """The served snapshot; raises ModelNotReady while nothing is loaded."""
-        model = self._model
-        if model is None:
-            if self._error:
-                raise ModelNotReady(self._error)
-            raise ModelNotReady("the model is still loading; retry in a few seconds")
-        return model
-
-    def classifier(self) -> Classifier:
-        """The served classifier; raises ModelNotReady while nothing is loaded."""
-        return self.current().classifier
+        """Why the default line cannot be served, safe to show a client (no paths or exception text); else None."""
+        version = self._default()
+        if version is None:
+            return EMPTY_STORE
+        if self.cache.peek(version) is None and self.cache.failed(version):
+            return LOAD_FAILED
+        return None
 
     def start_loading(self) -> None:
-        """Load the store's current version in the background unless it is already served or loading."""
+        """Start loading the default line's version in the background (app start); never blocks."""
         self.refresh()
 
-    def refresh(self) -> bool:
-        """Cheap (one small file read): start loading the store's CURRENT if it changed. True when a load began."""
-        try:
-            target = self.store.current_version()
-        except OSError as exc:
-            log.warning("cannot read the model store's current version: %s", exc)
-            return False
-        with self._lock:
-            if target is None:
-                if self._model is None and self._error != EMPTY_STORE:
-                    log.warning("the model store %s has no current version: nothing to serve", self.store.root)
-                    self._error = EMPTY_STORE
-                return False
-            served = self._model.version if self._model else None
-            failed_recently = target == self._failed and time.monotonic() - self._failed_at < self._retry_failed_after
-            if target == served or self._loading is not None or failed_recently:
-                return False
-            self._loading = target
-            self._idle.clear()
-        threading.Thread(target=self._load, args=(target,), name=f"load-model-{target}", daemon=True).start()
-        return True
+    def refresh(self) -> None:
+        """Load the default line's version unless it is loaded, loading or failed too recently."""
+        version = self._default()
+        if version is None:
+            if not self._empty:
+                log.warning("the model store %s has no current version: nothing to serve", self.store.root)
+                self._empty = True
+            return
+        self._empty = False
+        self.cache.load(version).add_done_callback(lambda f: None if f.exception() else self._up.set())
+
+    def current(self) -> LoadedModel:
+        """The default line's version if it is loaded now; ModelNotReady otherwise."""
+        version = self._default()
+        loaded = self.cache.peek(version) if version else None
+        if loaded is None:
+            raise ModelNotReady(self.error or "the model is still loading; retry in a few seconds")
+        return loaded
+
+    def classifier(self) -> Classifier:
+        """The default line's loaded classifier; ModelNotReady otherwise."""
+        return self.current().classifier
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until no load is in flight; False on timeout (tests and the CLI use it)."""
-        return self._idle.wait(timeout)
+        return self.cache.wait(timeout)
 
-    def _load(self, target: str) -> None:
-        started = time.monotonic()
-        log.info("loading model version %s", target)
+    def _default(self) -> str | None:
         try:
-            classifier = self._loader(self.store.get(target))
-        except Exception:  # any loader failure must leave the old model serving and be reported
-            log.exception("loading model version %s failed", target)
-            with self._lock:
-                self._failed, self._failed_at, self._loading = target, time.monotonic(), None
-                self._error = LOAD_FAILED  # the cause (paths, library text) is in the log line above
-            self._idle.set()
-            return
-        loaded = LoadedModel(version=target, classifier=classifier, load_seconds=time.monotonic() - started)
-        with self._lock:
-            previous = self._model.version if self._model else None
-            self._model, self._failed, self._error, self._loading = loaded, None, None, None
-        self._idle.set()
-        log.info("serving model version %s (loaded in %.1f s; was %s)", target, loaded.load_seconds, previous)
+            return self.store.current_version()
+        except OSError as exc:
+            log.warning("cannot read the model store's default line: %s", exc)
+            return None

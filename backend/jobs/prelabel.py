@@ -19,25 +19,16 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from backend.errors import InvalidLabelingConfig, LabelStudioError
 from backend.jobs.runs import Run, RunState, RunStore
 from backend.labeling.results import build_prediction, texts_from_tasks
 from backend.labeling.spec import LabelingSpec, parse_spec
-from backend.model.types import Prediction
+from backend.model.types import Classifier
 from backend.studio import ProjectInfo, StudioClient, TaskPredictions
 
 log = logging.getLogger(__name__)
-
-
-class Classifier(Protocol):
-    """What pre-labeling needs of SentimentClassifier."""
-
-    @property
-    def labels(self) -> tuple[str, ...]: ...
-
-    def predict(self, texts: Sequence[str]) -> list[Prediction]: ...
 
 
 class RunCancelled(Exception):

@@ -9,12 +9,10 @@ label config) ends the run, or the chunk, at once with a message saying what to 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rq import get_current_job
@@ -23,11 +21,14 @@ from rq.job import Job
 from backend.config import Settings
 from backend.errors import BackendError, JobNotFound, LabelStudioError
 from backend.jobs import metrics
-from backend.jobs.prelabel import Classifier, RunCancelled, check_project, finish_run, plan_chunks
+from backend.jobs.prelabel import RunCancelled, check_project, finish_run, plan_chunks
 from backend.jobs.prelabel import prelabel_chunk as prelabel_chunk_impl
 from backend.jobs.queues import again_key, enqueue_chunks, enqueue_prelabel
 from backend.jobs.runs import Run, RunState, RunStore
 from backend.labeling.spec import LabelingSpec
+from backend.lines import follow_in_studio
+from backend.model.cache import ModelCache
+from backend.model.types import Classifier
 from backend.retraining import RetrainOutcome, RetrainPolicy, retrain
 from backend.store import ModelStore
 from backend.studio import StudioClient
@@ -35,39 +36,10 @@ from backend.studio import StudioClient
 log = logging.getLogger(__name__)
 
 
-class ModelCache:
-    """Classifiers by store version, loaded on first use and kept (the newest `keep`): a run stays on its version
-    even when a promotion changes CURRENT mid-run, and a worker never loads a model per job."""
-
-    def __init__(self, store: ModelStore, loader: Callable[[Any], Classifier], keep: int = 2) -> None:
-        self.store = store
-        self._loader = loader
-        self._keep = keep
-        self._models: OrderedDict[str, Classifier] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def loader_of_dir(self, path: Any) -> Classifier:
-        """Load a checkpoint directory that is not (yet) a store version, with this cache's loader settings."""
-        from backend.store import ModelVersion
-
-        return self._loader(ModelVersion(version="candidate", path=Path(path), meta={}))
-
-    def get(self, version: str) -> Classifier:
-        """The classifier of a version; raises VersionNotFound when the store lacks it."""
-        with self._lock:
-            if version not in self._models:
-                started = time.monotonic()
-                self._models[version] = self._loader(self.store.get(version))
-                log.info("worker loaded model %s in %.1f s", version, time.monotonic() - started)
-                while len(self._models) > self._keep:
-                    self._models.popitem(last=False)
-            self._models.move_to_end(version)
-            return self._models[version]
-
-
 @dataclass
 class WorkerContext:
-    """What the tasks of one worker process share: settings, the store, loaded models, a Label Studio client."""
+    """What the tasks of one worker process share: settings, the store, the loaded models (the same ModelCache the
+    API uses: a run stays on its pinned version whatever the lines do meanwhile), a Label Studio client."""
 
     settings: Settings
     store: ModelStore
@@ -229,8 +201,9 @@ def train_project(run_id: str) -> dict[str, Any]:
     try:
         outcome = retrain(
             ctx.studio(), ctx.store, run.project, RetrainPolicy.from_settings(ctx.settings),
-            classifier_of=ctx.models.get, load_candidate=ctx.candidate_loader or ctx.models.loader_of_dir,
+            classifier_of=ctx.models.get, load_candidate=ctx.candidate_loader or ctx.models.load_dir,
             force=bool(run.info.get("force")), report=TrainReporter(runs, run_id), label=run_id,
+            may_promote=lambda: _not_cancelled(runs, run_id),
         )
     except RunCancelled:
         return {"cancelled": True}
@@ -249,11 +222,19 @@ def _finish_training(ctx: WorkerContext, runs: RunStore, run: Run, outcome: Retr
     runs.set_state(run.id, RunState.FINISHED, summary=outcome.summary())
     runs.release_project(run.project, run.id, run.kind)
     log.info("job %s: %s", run.id, outcome.summary())
+    if outcome.promoted:
+        runs.set_info(run.id, label_studio=follow_in_studio(ctx.studio, run.project, outcome.candidate))
     if outcome.promoted and ctx.settings.prelabel_after_promotion:
         again, _ = enqueue_prelabel(runs.redis, run.project, outcome.candidate, ctx.settings.prelabel_chunk_size,
                                     unlabeled_only=True)
         runs.set_info(run.id, prelabel_job=again.id)
         log.info("job %s: %s pre-labels the unlabeled tasks with %s", run.id, again.id, outcome.candidate)
+
+
+def _not_cancelled(runs: RunStore, run_id: str) -> None:
+    """Called under the store lock right before a promotion: a cancelled training never moves a line."""
+    if runs.is_cancelled(run_id):
+        raise RunCancelled(run_id)
 
 
 def on_train_failure(job: Job, connection: Any, exc_type: Any, exc_value: Any, traceback: Any) -> None:
@@ -304,7 +285,8 @@ def _count_chunk(runs: RunStore, run_id: str, index: int, *, ok: bool, **amounts
 
 def _finish(runs: RunStore, run_id: str) -> None:
     """Close the run; when new tasks asked for pre-labeling meanwhile, start the next run with the current model."""
-    current = _context.store.current_version() if _context else None
+    project = runs.get(run_id).project
+    current = _context.store.current_version(project) if _context else None
     run = finish_run(runs, _studio_or_none(), run_id, current)
     chunk_size = runs.redis.getdel(again_key(run.project))
     if chunk_size is not None and current:

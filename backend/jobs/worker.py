@@ -25,6 +25,7 @@ from backend.config import Settings
 from backend.errors import JobQueueUnavailable
 from backend.jobs import tasks
 from backend.jobs.queues import QUEUES, SERIALIZER, connect
+from backend.model.cache import ModelCache, checkpoint_loader
 from backend.store import ModelStore
 from backend.studio import studio_for
 
@@ -68,20 +69,13 @@ class HeartbeatWorker(SimpleWorker):
 
 
 def build_context(settings: Settings) -> tasks.WorkerContext:
-    """The worker's context: store, model cache (current version preloaded) and a lazy Label Studio client."""
-    from backend.model.loading import load_version  # torch, once per process
-
+    """The worker's context: store, model cache (the default line's version preloaded) and a lazy Label Studio
+    client."""
     store = ModelStore(settings.model_dir)
     # a training killed mid-way leaves its half-built checkpoint in staging/: clear those older than any live one
     if removed := store.clean_staging(older_than_s=settings.train_max_seconds + 3600):
         log.info("removed %d abandoned staging director(ies) from %s", removed, store.staging_root)
-
-    def load(version: Any) -> Any:
-        return load_version(
-            version, device=settings.device, token_budget=settings.token_budget, stride=settings.window_stride
-        )
-
-    models = tasks.ModelCache(store, load)
+    models = ModelCache(store, checkpoint_loader(settings), max_loaded=settings.max_loaded_models)
     current = store.current_version()
     if current:
         models.get(current)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -21,3 +23,17 @@ class Example:
 
     text: str
     label: str
+
+
+class Classifier(Protocol):
+    """The one classifier protocol (backend.model.classifier.SentimentClassifier): what serving, pre-labeling,
+    training and evaluation need of a model."""
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The model's label names, e.g. ("NEGATIVE", "POSITIVE")."""
+        ...
+
+    def predict(self, texts: Sequence[str], *, max_tokens: int | None = None) -> list[Prediction]:
+        """One Prediction per text, same order; thread-safe; TooManyTokens past max_tokens word pieces."""
+        ...

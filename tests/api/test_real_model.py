@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from label_studio_sdk.label_interface import LabelInterface
 
-from backend.api.served import classifier_loader
+from backend.api.served import checkpoint_loader
 from backend.config import Settings
 from backend.model.classifier import SentimentClassifier
 from tests.api.conftest import MakeBackend, ls_payload
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.api
 
 def test_the_real_classifier_answers_the_real_retrieve(make_backend: MakeBackend) -> None:
     settings = Settings(device="cpu", token_budget=512, window_stride=16)
-    app = make_backend(loader=classifier_loader(settings), device="cpu")
+    app = make_backend(loader=checkpoint_loader(settings), device="cpu")
     assert isinstance(app.served.classifier(), SentimentClassifier)
     assert app.served.classifier().labels == ("NEGATIVE", "POSITIVE")
 

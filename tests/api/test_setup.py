@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -76,7 +78,7 @@ def publish_second_version(app: Backend, tiny_checkpoint: Path, tmp_path: Path) 
     return app.store.publish(staged, {"source": "promoted"}, name="second").version
 
 
-def test_setup_picks_up_a_promoted_version_in_the_background(
+def test_setup_answers_a_promoted_version_at_once_and_predict_waits_for_its_load(
     make_backend: MakeBackend, fake_classifier: FakeClassifier, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
     gate = threading.Event()
@@ -96,13 +98,14 @@ def test_setup_picks_up_a_promoted_version_in_the_background(
     gate.clear()
     second = publish_second_version(app, tiny_checkpoint, tmp_path)
     assert second != first
-    # the promoted version loads in the background; meanwhile setup and predict keep the old one, consistently
-    assert app.client.post("/setup", json=setup).json() == {"model_version": first}
-    predicted = app.client.post("/predict", json=ls_payload("predict_request_one_task.json")).json()
-    assert predicted["model_version"] == first and predicted["results"][0]["model_version"] == first
-    gate.set()
-    assert app.served.wait(10)
+    # /setup answers the promoted version at once, without loading it; /predict waits for its load
     assert app.client.post("/setup", json=setup).json() == {"model_version": second}
-    predicted = app.client.post("/predict", json=ls_payload("predict_request_one_task.json")).json()
-    assert predicted["results"][0]["model_version"] == second
-    assert loads == [first, second]
+    answered: list[Any] = []
+    waiting = threading.Thread(target=lambda: answered.append(
+        app.client.post("/predict", json=ls_payload("predict_request_one_task.json")).json()))
+    waiting.start()
+    time.sleep(0.2)
+    assert answered == [] and loads == [first, second]
+    gate.set()
+    waiting.join(10)
+    assert answered[0]["model_version"] == second and answered[0]["results"][0]["model_version"] == second

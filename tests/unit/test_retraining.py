@@ -11,7 +11,8 @@ from backend.catalog import acceptance_by_version, catalog
 from backend.errors import NotEnoughAnnotations, NothingToRollBack, ProjectNotFound
 from backend.holdout import Holdout
 from backend.model.classifier import SentimentClassifier
-from backend.retraining import RetrainPolicy, decide, promote, retrain, rollback
+from backend.lines import promote, rollback
+from backend.retraining import RetrainPolicy, decide, retrain
 from backend.store import ModelStore
 from backend.training import TrainParams
 from tests.jobs.fakes import FakeStudio, exported_task, learnable_text
@@ -81,8 +82,9 @@ def test_a_candidate_better_on_the_holdout_is_published_and_promoted_with_its_re
     phases: list[str] = []
     outcome = run(store, FakeStudio(0, exported=labelled(160)), report=lambda phase, **_: phases.append(phase))
     assert outcome.promoted, outcome.decision  # type: ignore[attr-defined]
-    current = store.current()
+    current = store.current(1)
     assert current is not None and current.version == outcome.candidate != parent  # type: ignore[attr-defined]
+    assert store.current_version() == parent and store.current_version(2) == parent  # only project 1's line moved
     meta = current.meta
     assert meta["parent"] == parent and meta["status"] == "promoted" and meta["kind"] == "retrain"
     assert meta["counts"]["annotations"] == 160 and meta["counts"]["holdout"] >= 20
@@ -90,7 +92,8 @@ def test_a_candidate_better_on_the_holdout_is_published_and_promoted_with_its_re
     assert set(meta["metrics"]["holdout"]) >= {"accuracy", "macro_f1", "log_loss", "ece", "confusion"}
     assert len(meta["data_hash"]) == 16
     assert phases[0] == "loading annotations" and "training" in phases and phases[-1] == "promoting"
-    assert store.history()[-1]["previous"] == parent
+    assert store.history(1)[-1]["previous"] is None  # the project's first promotion made its line
+    assert [h["version"] for h in store.history()] == [parent]
 
 
 def test_shuffled_labels_are_rejected_and_the_current_version_stays(store: ModelStore) -> None:
@@ -99,7 +102,7 @@ def test_shuffled_labels_are_rejected_and_the_current_version_stays(store: Model
     trained_on = Holdout(store.root, 1).load().train  # the holdout keeps its true labels: it is the yardstick
     bad = run(store, FakeStudio(0, exported=labelled(160, shuffle=trained_on)))
     assert not bad.promoted and "below the margin" in bad.decision.reason  # type: ignore[attr-defined]
-    assert store.current_version() == good.candidate  # type: ignore[attr-defined]
+    assert store.current_version(1) == good.candidate  # type: ignore[attr-defined]
     assert store.get(bad.candidate).meta["status"] == "rejected"  # type: ignore[attr-defined]
     # the holdout was frozen: both were compared on the same tasks
     assert bad.counts["holdout"] == good.counts["holdout"]  # type: ignore[attr-defined]
@@ -119,7 +122,7 @@ def test_too_small_a_holdout_trains_but_does_not_promote_unless_forced(store: Mo
     kept = run(store, FakeStudio(0, exported=labelled(60)), policy=policy)
     assert not kept.promoted and "TRAIN_MIN_HOLDOUT=1000" in kept.decision.reason  # type: ignore[attr-defined]
     forced = run(store, FakeStudio(0, exported=labelled(60)), policy=policy, force=True)
-    assert forced.promoted and store.current_version() == forced.candidate  # type: ignore[attr-defined]
+    assert forced.promoted and store.current_version(1) == forced.candidate  # type: ignore[attr-defined]
 
 
 def test_promote_and_rollback_move_current_and_keep_a_history(store: ModelStore, tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ def test_publish_without_make_current_and_set_current(tmp_path: Path) -> None:
     second = store.publish(_checkpoint(tmp_path / "b"), {}, name="b", make_current=False)
     assert store.current_version() == first.version
     assert store.set_current(second.version).version == second.version
-    assert (store.root / "CURRENT").read_text() == second.version + "\n"
+    assert (store.root / "lines" / "default" / "CURRENT").read_text() == second.version + "\n"
     assert store.current() == store.get(second.version)
 
 
@@ -102,7 +102,7 @@ def test_crash_while_switching_current_keeps_the_old_pointer(tmp_path: Path, mon
     with pytest.raises(OSError):
         store.set_current(second.version)
     monkeypatch.undo()
-    assert (store.root / "CURRENT").read_text() == first.version + "\n"
+    assert (store.root / "lines" / "default" / "CURRENT").read_text() == first.version + "\n"
     assert store.current_version() == first.version
 
 
