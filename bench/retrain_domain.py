@@ -462,8 +462,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "retrain_domain.json")
     args = ap.parse_args()
     source = args.store.resolve()
-    if not (source / "CURRENT").is_file():
-        raise SystemExit(f"{source} is not a model store with a CURRENT version")
+    from backend.store import ModelStore
+
+    if ModelStore(source).current_version() is None:
+        raise SystemExit(f"{source} is not a model store with a current version")
     logs = args.out.parent / (args.out.stem + "_logs")
     logs.mkdir(parents=True, exist_ok=True)
 

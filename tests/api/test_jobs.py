@@ -179,15 +179,34 @@ def test_promote_and_rollback_over_http_need_auth_and_switch_the_served_version(
     assert refused.status_code == 403 and "BASIC_AUTH_USER" in refused.json()["detail"]
 
     backend = make_backend(redis_url=redis_url, basic_auth_user=USER, basic_auth_pass=PASSWORD)
-    assert backend.client.post(f"/models/{second}/promote").status_code == 401
-    assert backend.client.post(f"/models/{second}/promote", auth=AUTH).json() == {"current": second}
+    assert backend.client.post(f"/models/{second}/promote", json={"default": True}).status_code == 401
+    unnamed = backend.client.post(f"/models/{second}/promote", json={}, auth=AUTH)
+    assert unnamed.status_code == 422 and "name the line" in unnamed.text and backend.store.current_version() == first
+
+    # a project's own line: only that project moves, and Label Studio is told (no token here: said so)
+    own = backend.client.post(f"/models/{second}/promote", json={"project": 5}, auth=AUTH).json()
+    assert own == {"current": second, "line": "project-5", "project": 5,
+                   "label_studio": "not set: LabelStudioAuthError"}
+    assert backend.store.current_version(5) == second and backend.store.current_version() == first
+    listing = backend.client.get("/models?project=5", auth=AUTH).json()
+    assert listing["line"] == "project-5" and listing["current"] == second
+    assert listing["lines"] == {"default": first, "project-5": second}
+    assert {m["version"]: m["status"] for m in listing["models"]}[second] == "promoted"
+    assert listing["history"][-1]["version"] == second and listing["history"][-1]["previous"] is None
+    assert backend.client.get("/models", auth=AUTH).json()["current"] == first
+    back = backend.client.post("/models/rollback", json={"project": 5}, auth=AUTH).json()
+    assert back["current"] == first and back["line"] == "default"  # past its first promotion: the default line
+    again = backend.client.post("/models/rollback", json={"project": 5}, auth=AUTH)
+    assert again.status_code == 409 and "default line" in again.json()["detail"]
+
+    # the default line: its own explicit act; /health follows once the version is loaded
+    moved = backend.client.post(f"/models/{second}/promote", json={"default": True}, auth=AUTH).json()
+    assert moved == {"current": second, "line": "default", "project": None, "label_studio": None}
     assert backend.served.wait(10) and backend.client.get("/health").json()["model_version"] == second
-    listing = backend.client.get("/models", auth=AUTH).json()
-    assert listing["current"] == second and {m["version"]: m["status"] for m in listing["models"]}[second] == "promoted"
-    assert {m["version"] for m in listing["models"]} == {first, second} and listing["history"][-1]["version"] == second
-    assert backend.client.post("/models/rollback", auth=AUTH).json() == {"current": first}
+    rolled = backend.client.post("/models/rollback", json={"default": True}, auth=AUTH).json()
+    assert rolled["current"] == first
     assert backend.served.wait(10) and backend.client.get("/health").json()["model_version"] == first
-    unknown = backend.client.post("/models/nope/promote", auth=AUTH)
+    unknown = backend.client.post("/models/nope/promote", json={"default": True}, auth=AUTH)
     assert unknown.status_code == 404 and "nope" in unknown.json()["detail"]
-    bad = backend.client.post("/models/rollback", json={"version": 5}, auth=AUTH)
+    bad = backend.client.post("/models/rollback", json={"version": 5, "default": True}, auth=AUTH)
     assert bad.status_code == 422

@@ -15,6 +15,7 @@ from backend.config import Settings
 from backend.jobs import queues, tasks
 from backend.jobs.queues import QUEUES, SERIALIZER
 from backend.jobs.worker import HeartbeatWorker
+from backend.model.cache import ModelCache
 from backend.store import ModelStore
 from tests.api.conftest import FakeClassifier
 from tests.jobs.fakes import FakeStudio
@@ -38,8 +39,9 @@ def context(tmp_path: Path, studio: FakeStudio, monkeypatch: pytest.MonkeyPatch)
     """The worker context with fakes; retries are immediate so a burst worker sees them."""
     monkeypatch.setattr(queues, "RETRY_INTERVALS_S", [0])
     store = ModelStore(tmp_path / "models")
-    models = tasks.ModelCache(store, lambda v: FakeClassifier())
-    models._models["model-v1"] = FakeClassifier()  # noqa: SLF001 - the version is "loaded"; no store needed
+    (store.versions_dir / "model-v1" / "model").mkdir(parents=True)  # a stored version the fake loader loads
+    (store.versions_dir / "model-v1" / "meta.json").write_text('{"version": "model-v1"}')
+    models = ModelCache(store, lambda v: FakeClassifier())
     ctx = tasks.WorkerContext(settings=Settings(job_retries=2), store=store, models=models,
                               studio_factory=lambda: studio)  # type: ignore[arg-type,return-value]
     tasks.install(ctx)

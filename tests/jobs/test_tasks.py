@@ -113,7 +113,7 @@ def worker_plan_only(connection) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_tasks_created_during_a_run_get_a_follow_up_run(redis_conn, context, studio: FakeStudio) -> None:
-    context.store.current_version = lambda: V  # type: ignore[method-assign]
+    context.store.current_version = lambda project=None: V  # type: ignore[method-assign]
     first, _ = enqueue_prelabel(redis_conn, 1, V, chunk_size=10)
     _, created = enqueue_prelabel(redis_conn, 1, V, chunk_size=10, again_if_busy=True)
     assert not created

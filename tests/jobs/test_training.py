@@ -12,6 +12,7 @@ from backend.config import Settings
 from backend.jobs import queues, tasks
 from backend.jobs.queues import cancel_run, enqueue_training, job_errors
 from backend.jobs.runs import RunState, RunStore
+from backend.model.cache import ModelCache
 from backend.model.classifier import SentimentClassifier
 from backend.store import ModelStore
 from tests.jobs.conftest import work
@@ -37,7 +38,7 @@ def trainer(store: ModelStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fake
     monkeypatch.setattr(queues, "RETRY_INTERVALS_S", [0])
     studio = FakeStudio(0, exported=[exported_task(i + 1, learnable_text(i, i % 2 == 0),
                                                    "Positive" if i % 2 == 0 else "Negative") for i in range(160)])
-    models = tasks.ModelCache(store, lambda v: SentimentClassifier.from_path(v.path))
+    models = ModelCache(store, lambda v: SentimentClassifier.from_path(v.path))
     tasks.install(tasks.WorkerContext(settings=Settings(**SETTINGS, model_dir=store.root), store=store,
                                       models=models, studio_factory=lambda: studio))  # type: ignore[arg-type,return-value]
     yield studio
@@ -57,7 +58,8 @@ def test_a_training_job_promotes_a_better_model_and_reports_it(redis_conn, store
     shown = run.as_dict()
     assert run.state == RunState.FINISHED, (run.summary, run.errors)
     assert shown["promoted"] is True and shown["phase"] == "done" and shown["percent"] == 100.0
-    assert store.current_version() == shown["candidate"] != parent
+    assert store.current_version(1) == shown["candidate"] != parent
+    assert store.current_version() == parent and store.current_version(2) == parent  # only project 1's line moved
     assert shown["counts"]["annotations"] == 160 and run.info["metrics"]["accuracy"] == 1.0
     assert shown["summary"].startswith(f"promoted {shown['candidate']}")
     assert 0 < shown["step"] <= shown["total_steps"] and shown["epoch"] > 0 and shown["loss"] is not None
@@ -107,7 +109,7 @@ def test_a_promotion_can_pre_label_the_unlabeled_tasks_with_the_new_version(
     tasks.context().settings.prelabel_after_promotion = True
     run = RunStore(redis_conn).get(train(redis_conn, store))
     follow_up = RunStore(redis_conn).get(run.info["prelabel_job"])
-    assert follow_up.kind == "prelabel" and follow_up.model_version == run.info["candidate"] == store.current_version()
+    assert follow_up.kind == "prelabel" and follow_up.model_version == run.info["candidate"] == store.current_version(1)
     assert follow_up.info["unlabeled_only"] is True and follow_up.state == RunState.FINISHED
 
 

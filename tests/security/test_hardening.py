@@ -95,10 +95,10 @@ def test_a_job_id_naming_another_of_our_keys_is_refused_before_redis(
 @pytest.mark.parametrize("version", ["..", "...%2F..%2Fetc", ".hidden", "a" * 200, "v%0Aforged"])
 def test_a_version_id_that_is_no_version_is_refused_and_nothing_moves(secured: Backend, version: str) -> None:
     current = secured.store.current_version()
-    reply = secured.client.post(f"/models/{version}/promote", auth=AUTH)
+    reply = secured.client.post(f"/models/{version}/promote", json={"default": True}, auth=AUTH)
     assert reply.status_code in (404, 422), reply.text
     assert isinstance(reply.json()["detail"], str) and str(secured.store.root) not in reply.text
-    rollback = secured.client.post("/models/rollback", json={"version": "../../x"}, auth=AUTH)
+    rollback = secured.client.post("/models/rollback", json={"version": "../../x", "default": True}, auth=AUTH)
     assert rollback.status_code == 422 and "version" in rollback.json()["detail"]
     assert secured.store.current_version() == current
 

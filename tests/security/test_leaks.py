@@ -102,12 +102,12 @@ def test_a_failed_load_shows_no_path_or_exception_text(make_backend: MakeBackend
     root = str(app.store.root)
     health = app.client.get("/health")
     probe = app.client.get("/")
-    setup = app.client.post("/setup", json=ls_payload("setup_request.json"))
+    predict = app.client.post("/predict", json=ls_payload("predict_request_one_task.json"))
     for reply in (health, probe):
         assert reply.status_code == 503
         assert reply.json() == {"status": "ERROR", "detail": "the model failed to load; see the server log"}
-    assert setup.status_code == 503 and setup.json() == {"detail": "the model failed to load; see the server log"}
-    for reply in (health, probe, setup):
+    assert predict.status_code == 503 and predict.json() == {"detail": "the model failed to load; see the server log"}
+    for reply in (health, probe, predict):
         assert root not in reply.text and "OSError" not in reply.text and "config.json" not in reply.text
     assert f"  OSError: cannot read {root}" in log.getvalue(), "the operator still gets the cause"
 
@@ -115,7 +115,7 @@ def test_a_failed_load_shows_no_path_or_exception_text(make_backend: MakeBackend
 def test_an_empty_store_probe_shows_no_path(
     make_backend: MakeBackend, store: ModelStore, log: io.StringIO, tmp_path: Path
 ) -> None:
-    (store.root / "CURRENT").unlink()
+    (store.root / "lines" / "default" / "CURRENT").unlink()
     app = make_backend()
     reply = app.client.get("/health")
     assert reply.status_code == 503 and str(tmp_path) not in reply.text
@@ -126,7 +126,7 @@ def test_an_empty_store_probe_shows_no_path(
 
 
 def test_an_unknown_version_names_no_store_path(secured: Backend) -> None:
-    reply = secured.client.post("/models/no-such-version/promote", auth=AUTH)
+    reply = secured.client.post("/models/no-such-version/promote", json={"default": True}, auth=AUTH)
     assert reply.status_code == 404
     assert reply.json() == {"detail": "model version 'no-such-version' is not in the model store"}
     assert str(secured.store.root) not in reply.text

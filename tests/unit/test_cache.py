@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from backend.model.cache import ModelCache
 from backend.errors import ModelNotReady, VersionNotFound
+from backend.model.cache import ModelCache
 from backend.model.types import Prediction
 from backend.store import ModelStore, ModelVersion
 

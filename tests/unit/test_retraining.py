@@ -10,8 +10,8 @@ import pytest
 from backend.catalog import acceptance_by_version, catalog
 from backend.errors import NotEnoughAnnotations, NothingToRollBack, ProjectNotFound
 from backend.holdout import Holdout
-from backend.model.classifier import SentimentClassifier
 from backend.lines import promote, rollback
+from backend.model.classifier import SentimentClassifier
 from backend.retraining import RetrainPolicy, decide, retrain
 from backend.store import ModelStore
 from backend.training import TrainParams
