@@ -29,17 +29,18 @@ def promote(
 
 
 def rollback(store: ModelStore, version: str | None = None, *, project: int | None = None) -> ModelVersion:
-    """Make `version` current again on the line, or without one the version current before the current one; a
-    project rolled back past its first promotion returns to the default line. What the project is served now."""
+    """Make `version` current again on the line, or without one the version the line had before the current one
+    was promoted (so repeated rollbacks walk down the line); a project rolled back past its first promotion
+    returns to the default line. What the project is served now."""
     if project is not None and not store.has_line(project):
         raise NothingToRollBack(f"project {project} is served the default line: there is nothing of its own to roll "
                                 "back (roll back the default line instead)")
     was = store.current_version(project)
     if version:
-        return store.set_current(version, reason=f"rollback from {was}", project=project)
+        return store.set_current(version, reason=f"rollback from {was}", project=project, rollback=True)
     target = store.previous_version(project)
     if target:
-        return store.set_current(target, reason=f"rollback from {was}", project=project)
+        return store.set_current(target, reason=f"rollback from {was}", project=project, rollback=True)
     if project is None:
         raise NothingToRollBack("nothing to roll back to: the default line's history has no earlier version")
     store.leave_line(project, reason=f"rollback from {was} past the project's first promotion: back to the default")

@@ -163,14 +163,15 @@ class ModelStore:
 
     def set_current(
         self, version: str, reason: str = "", *, project: int | None = None, expect: object = ANY,
-        check: Callable[[], None] | None = None,
+        check: Callable[[], None] | None = None, rollback: bool = False,
     ) -> ModelVersion:
         """Point a line (a project's own, made if needed; None: the default) at an existing version.
 
         Under the store lock: `expect` (the version the project was served when the caller decided) makes it a
         compare-and-swap that raises PointerMoved when that changed meanwhile; `check()` runs last and may raise
         to call the switch off (a cancelled training). Then the pointer is replaced atomically (temp file,
-        fsync, os.replace) and the change noted in the line's HISTORY."""
+        fsync, os.replace) and the change noted in the line's HISTORY (`rollback` marks a step back, which
+        previous_version walks past)."""
         target = self.get(version)
         name = line_name(project)
         with self._locked():
@@ -183,7 +184,8 @@ class ModelStore:
                 check()
             self._write_pointer(name, version)
             if previous != version:
-                self._append_history(name, {"version": version, "previous": previous, "reason": reason})
+                change: dict[str, Any] = {"version": version, "previous": previous, "reason": reason}
+                self._append_history(name, {**change, "rollback": True} if rollback else change)
         return target
 
     def leave_line(self, project: int, reason: str = "") -> str | None:
@@ -217,15 +219,17 @@ class ModelStore:
         return found
 
     def previous_version(self, project: int | None = None) -> str | None:
-        """What a plain rollback of a line goes back to: the version current before the current one, within the
-        line (None: nothing earlier in it, or that version's directory is gone)."""
+        """What a plain rollback of a line goes back to: the version the line had before the current one was
+        promoted (rollbacks are steps back, so repeated rollbacks walk down the line's promotions). None: the
+        current version was the line's first, or that earlier version is not in the store."""
         current = self._read_pointer(line_name(project))
         for change in reversed(self.history(project)):
-            if change.get("version") == current:
-                previous = change.get("previous")
-                if previous and (self.versions_dir / str(previous) / "meta.json").is_file():
-                    return str(previous)
-                return None
+            if _is_rollback(change) or change.get("version") != current:
+                continue
+            previous = change.get("previous")
+            if previous and (self.versions_dir / str(previous) / "meta.json").is_file():
+                return str(previous)
+            return None
         return None
 
     def clean_staging(self, older_than_s: float) -> int:
@@ -346,6 +350,11 @@ class ModelStore:
     def _read(self, path: Path) -> ModelVersion:
         meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
         return ModelVersion(version=path.name, path=path / "model", meta=meta)
+
+
+def _is_rollback(change: dict[str, Any]) -> bool:
+    """A history line written by a rollback (flagged, or in a store older than the flag, by its reason)."""
+    return bool(change.get("rollback")) or str(change.get("reason", "")).startswith("rollback")
 
 
 def atomic_write(path: Path, text: str) -> None:
