@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from backend.errors import BackendError, NothingToRollBack
+from backend.errors import BackendError, LabelStudioError, NothingToRollBack
 from backend.store import ModelStore, ModelVersion
 from backend.studio import StudioClient
 
 log = logging.getLogger(__name__)
+
+PENDING = "pending: the project has no predictions of this version yet; its next pre-labeling run selects it"
 
 
 def promote(
@@ -52,10 +54,20 @@ def rollback(store: ModelStore, version: str | None = None, *, project: int | No
 
 def follow_in_studio(studio: Callable[[], StudioClient], project: int, version: str) -> str:
     """Set the project's model_version in Label Studio to the version it is served now, so its score column,
-    pre-fill and uncertainty sampling follow; what happened, in a few words (a failure never undoes the change)."""
+    pre-fill and uncertainty sampling follow; what happened, in a few words (a failure never undoes the change).
+
+    Label Studio 1.23 refuses (HTTP 400) a model_version the project has no prediction of yet: that is PENDING,
+    and the project's next pre-labeling run (PRELABEL_AFTER_PROMOTION starts one) selects it when it finishes."""
     try:
         studio().select_model_version(project, version)
-    except BackendError as exc:  # LabelStudioError and its kinds, a missing token included
+    except LabelStudioError as exc:
+        if exc.http_status == 400:  # Label Studio selects only a version the project has predictions of
+            log.info("project %s: Label Studio's model_version follows %s once the project has predictions of it",
+                     project, version)
+            return PENDING
+        log.warning("project %s: Label Studio's model_version not set to %s: %s", project, version, exc)
+        return f"not set: {type(exc).__name__}"
+    except BackendError as exc:  # a missing token
         log.warning("project %s: Label Studio's model_version not set to %s: %s", project, version, exc)
         return f"not set: {type(exc).__name__}"
     log.info("project %s: Label Studio's model_version set to %s", project, version)

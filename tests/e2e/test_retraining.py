@@ -69,8 +69,10 @@ class Retraining:
         return subprocess.run([cli_executable(), *args], env=env or self.env, capture_output=True, text=True,
                               timeout=timeout)
 
-    def current(self) -> str:
-        return run_cli("models", "current", env=self.env).stdout.strip()
+    def current(self, project: int | None = None) -> str:
+        """The version a project is served (no project: the default line's), as the CLI says."""
+        args = ("--project", str(project)) if project is not None else ()
+        return run_cli("models", "current", *args, env=self.env).stdout.strip()
 
     def job(self, job_id: str) -> dict[str, Any]:
         reply = requests.get(f"{self.backend.url}/jobs/{job_id}", auth=self.backend.auth, timeout=10)
@@ -115,13 +117,17 @@ class Retraining:
         assert reply.status_code == 200, reply.text
         return str(reply.json()["model_version"])
 
-    def wait_served(self, project: int, version: str, timeout: float = 60) -> None:
-        """/setup starts loading a new CURRENT in the background; wait until it answers with `version`."""
-        deadline = time.monotonic() + timeout
-        while self.setup_version(project) != version:
-            if time.monotonic() > deadline:
-                pytest.fail(f"the backend never served {version}:\n{self.backend.log_text()[-3000:]}")
-            time.sleep(0.3)
+    def opened_task_versions(self, project: int, text: str) -> list[str]:
+        """Import a task and open it: Label Studio asks our /predict; the model_versions of its predictions."""
+        client = self.studio.client
+        client.projects.import_tasks(id=project, request=[{"text": text}])
+        newest = max(int(t.id) for t in client.tasks.list(project=project, fields="task_only"))
+        client.tasks.get(id=str(newest))  # GET /api/tasks/{id}
+        return [str(p.model_version) for p in client.predictions.list(task=newest)]
+
+    def studio_version(self, project: int) -> str:
+        """The model_version Label Studio's project settings select."""
+        return str(self.studio.client.projects.get(id=project).model_version)
 
 
 def _choice(positive: bool) -> dict[str, Any]:
@@ -174,12 +180,15 @@ class Promoted:
     promoted: str
     truth: dict[int, bool]
     annotations: dict[int, int]
+    other: int  # project B: on the same backend, never trained
 
 
 @pytest.fixture(scope="module")
 def promoted(retraining: Retraining) -> Promoted:
-    """Annotate every task through the Label Studio API; the N-th ANNOTATION_CREATED webhook starts a training."""
+    """Project A: annotate every task through the Label Studio API; the N-th ANNOTATION_CREATED webhook starts a
+    training of A. Project B, on the same backend and worker, is only connected."""
     parent = retraining.current()
+    other, _, _ = retraining.project(4, "retraining e2e: project B")
     project, task_ids, truth = retraining.project(N_TASKS, "retraining e2e")
     annotations = {t: retraining.annotate(t, truth[t]) for t in task_ids}
     deadline = time.monotonic() + 30
@@ -189,24 +198,29 @@ def promoted(retraining: Retraining) -> Promoted:
     assert len(jobs) == 1, f"expected one training from the annotation webhooks, got {jobs}"
     job = retraining.wait_job(jobs[0]["id"])
     assert job["state"] == "finished" and job["promoted"] is True, job
-    return Promoted(project, parent, job["candidate"], truth, annotations)
+    assert job["project"] == project
+    return Promoted(project, parent, job["candidate"], truth, annotations, other)
 
 
-def test_annotations_in_label_studio_train_and_promote_and_predictions_carry_the_new_version(
+def test_annotations_in_a_train_and_promote_a_only_and_b_keeps_the_default_version(
     retraining: Retraining, promoted: Promoted
 ) -> None:
-    assert retraining.current() == promoted.promoted != promoted.parent
-    retraining.wait_served(promoted.project, promoted.promoted)
+    a, b = promoted.project, promoted.other
+    assert retraining.current(a) == promoted.promoted != promoted.parent
+    assert retraining.current() == promoted.parent == retraining.current(b)  # the default line never moved
+    assert retraining.setup_version(a) == promoted.promoted and retraining.setup_version(b) == promoted.parent
     # a task imported now has no prediction: opening it makes Label Studio ask our backend for one
-    client = retraining.studio.client
-    client.projects.import_tasks(id=promoted.project, request=[{"text": learnable_text(999, True)}])
-    newest = max(int(t.id) for t in client.tasks.list(project=promoted.project, fields="task_only"))
-    client.tasks.get(id=str(newest))  # GET /api/tasks/{id}
-    predictions = list(client.predictions.list(task=newest))
-    assert [p.model_version for p in predictions] == [promoted.promoted]
-    listing = requests.get(f"{retraining.backend.url}/models", auth=retraining.backend.auth, timeout=10).json()
+    assert retraining.opened_task_versions(a, learnable_text(999, True)) == [promoted.promoted]
+    assert retraining.opened_task_versions(b, learnable_text(998, True)) == [promoted.parent]
+    bulk = retraining.cli("prelabel", "--project", str(b), "--follow")
+    assert bulk.returncode == 0, bulk.stderr
+    assert {p.model_version for p in retraining.studio.client.predictions.list(project=b)} == {promoted.parent}
+    assert retraining.studio_version(b) == promoted.parent  # the run selected the version it wrote
+    listing = requests.get(f"{retraining.backend.url}/models", params={"project": a}, auth=retraining.backend.auth,
+                           timeout=10).json()
+    assert listing["line"] == f"project-{a}" and listing["current"] == promoted.promoted
     entry = next(m for m in listing["models"] if m["version"] == promoted.promoted)
-    assert entry["parent"] == promoted.parent and entry["status"] == "promoted"
+    assert entry["parent"] == promoted.parent and entry["status"] == "promoted" and entry["project"] == a
     holdout = entry["metrics"]["holdout"]
     assert holdout["accuracy"] > entry["compared_metrics"]["holdout"]["accuracy"]
     assert entry["counts"]["annotations"] == N_TASKS and entry["counts"]["holdout"] >= 10
@@ -225,28 +239,48 @@ def test_a_candidate_trained_on_shuffled_labels_is_rejected_and_the_current_vers
     job = retraining.wait_job(retraining.jobs()[0]["id"])
     assert job["state"] == "finished" and job["promoted"] is False, job
     assert "did not promote" in job["summary"]
-    assert retraining.current() == promoted.promoted
+    assert retraining.current(promoted.project) == promoted.promoted
     assert retraining.setup_version(promoted.project) == promoted.promoted
 
 
-def test_rollback_restores_the_previous_version_for_the_api_and_the_workers(
+def test_rolling_a_back_and_moving_the_default_line_each_move_only_their_own_projects(
     retraining: Retraining, promoted: Promoted
 ) -> None:
-    assert run_cli("models", "rollback", env=retraining.env).stdout.strip() == promoted.parent
-    retraining.wait_served(promoted.project, promoted.parent)
-    done = retraining.cli("prelabel", "--project", str(promoted.project), "--follow")
+    a, b = promoted.project, promoted.other
+    rolled = run_cli("models", "rollback", "--project", str(a), env=retraining.env).stdout.strip()
+    assert rolled.startswith(promoted.parent)  # past A's first promotion: A is back on the default line
+    assert "pending" in rolled  # Label Studio selects only a version A has predictions of: the run below
+    assert retraining.setup_version(a) == promoted.parent
+    assert retraining.current() == promoted.parent == retraining.setup_version(b)  # B untouched
+    done = retraining.cli("prelabel", "--project", str(a), "--follow")
     assert done.returncode == 0, done.stderr
-    versions = {p.model_version for p in retraining.studio.client.predictions.list(project=promoted.project)}
+    versions = {p.model_version for p in retraining.studio.client.predictions.list(project=a)}
     assert promoted.parent in versions  # the worker, never restarted, pre-labeled with the rolled-back version
-    back = requests.post(f"{retraining.backend.url}/models/{promoted.promoted}/promote", auth=retraining.backend.auth,
-                         timeout=10)
-    assert back.status_code == 200 and retraining.current() == promoted.promoted
+    assert retraining.studio_version(a) == promoted.parent
+    back = requests.post(f"{retraining.backend.url}/models/{promoted.promoted}/promote", json={"project": a},
+                         auth=retraining.backend.auth, timeout=10)
+    assert back.status_code == 200 and back.json()["label_studio"] == "set", back.text  # A has its predictions
+    assert retraining.current(a) == promoted.promoted == retraining.studio_version(a)
+
+    # the default line: an explicit act that moves B (and every project without a line), not A
+    listing = json.loads(run_cli("models", "list", "--json", env=retraining.env).stdout)
+    rejected = next(m["version"] for m in listing["models"] if m["status"] == "rejected")
+    moved = requests.post(f"{retraining.backend.url}/models/{rejected}/promote", json={"default": True},
+                          auth=retraining.backend.auth, timeout=10)
+    assert moved.status_code == 200 and moved.json()["line"] == "default", moved.text
+    try:
+        assert retraining.setup_version(b) == rejected and retraining.current(b) == rejected
+        assert retraining.opened_task_versions(b, learnable_text(997, False)) == [rejected]
+        assert retraining.setup_version(a) == promoted.promoted == retraining.current(a)
+    finally:
+        run_cli("models", "promote", promoted.parent, "--default", env=retraining.env)
+    assert retraining.current() == promoted.parent
 
 
 def test_kill_9_of_the_worker_during_training_leaves_the_store_serving(
     retraining: Retraining, promoted: Promoted
 ) -> None:
-    before = retraining.current()
+    before = retraining.current(promoted.project)
     slow = {**retraining.env, "TRAIN_EPOCHS": "50", "TRAIN_BATCH_SIZE": "1", "TRAIN_MAX_SECONDS": "300"}
     extra = Workers(slow, retraining.workers.log_dir / "slow")
     extra.log_dir.mkdir(exist_ok=True)
@@ -257,11 +291,13 @@ def test_kill_9_of_the_worker_during_training_leaves_the_store_serving(
         job_id = done.stdout.split()[0]
         retraining.wait_job(job_id, lambda j: j.get("phase") == "training" and (j.get("step") or 0) > 5)
         extra.kill(0)
-        assert retraining.current() == before
+        assert retraining.current(promoted.project) == before
         assert retraining.setup_version(promoted.project) == before
-        listed = json.loads(run_cli("models", "list", "--json", env=retraining.env).stdout)
+        listed = json.loads(run_cli("models", "list", "--json", "--project", str(promoted.project),
+                                    env=retraining.env).stdout)
         assert listed["current"] == before and all(m["status"] != "candidate" for m in listed["models"])
-        predict = {"tasks": [{"id": 1, "data": {"text": "fine"}}], "label_config": SENTIMENT_XML.read_text()}
+        predict = {"tasks": [{"id": 1, "data": {"text": "fine"}}], "label_config": SENTIMENT_XML.read_text(),
+                   "project": f"{promoted.project}.1700000000"}
         reply = requests.post(f"{retraining.backend.url}/predict", json=predict, auth=retraining.backend.auth,
                               timeout=30)
         assert reply.status_code == 200 and reply.json()["results"][0]["model_version"] == before
@@ -276,7 +312,7 @@ def test_kill_9_of_the_worker_during_training_leaves_the_store_serving(
 def test_bad_training_input_fails_the_job_clearly_and_promotes_nothing(
     retraining: Retraining, promoted: Promoted, case: str
 ) -> None:
-    before = retraining.current()
+    before = retraining.current(promoted.project), retraining.current()
     project = {"no annotations": retraining.project(5, "empty")[0], "unknown project": 987654}.get(
         case, promoted.project)
     env = retraining.env
@@ -298,6 +334,6 @@ def test_bad_training_input_fails_the_job_clearly_and_promotes_nothing(
     expected = {"no annotations": "has 0 accepted annotation", "unknown project": "no project 987654",
                 "wrong token": "LabelStudioAuthError"}[case]
     assert job["state"] == "failed" and expected in job["summary"] and "nothing was promoted" in job["summary"], job
-    assert retraining.current() == before
+    assert (retraining.current(promoted.project), retraining.current()) == before
     assert "not-a-token" not in json.dumps(job)
 

@@ -144,3 +144,26 @@ def test_a_store_of_the_layout_before_lines_opens_as_the_default_line(tmp_path: 
         "old-20260101-000000", "new-20260102-000000"]
     assert rollback(store).version == "old-20260101-000000"  # the old history still rolls back
     assert ModelStore(root).current_version() == "old-20260101-000000"  # a second open changes nothing
+
+
+class _Studio:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.selected: list[tuple[int, str]] = []
+
+    def select_model_version(self, project: int, version: str) -> None:
+        if self.error is not None:
+            raise self.error
+        self.selected.append((project, version))
+
+
+def test_label_studio_follows_a_project_or_says_why_not() -> None:
+    from backend.errors import LabelStudioAuthError, LabelStudioError
+    from backend.lines import PENDING, follow_in_studio
+
+    studio = _Studio()
+    assert follow_in_studio(lambda: studio, 3, "v1") == "set" and studio.selected == [(3, "v1")]  # type: ignore[arg-type,return-value]
+    refused = _Studio(LabelStudioError("no predictions of it", http_status=400))
+    assert follow_in_studio(lambda: refused, 3, "v2") == PENDING  # type: ignore[arg-type,return-value]
+    no_token = _Studio(LabelStudioAuthError("LABEL_STUDIO_API_KEY is not set"))
+    assert follow_in_studio(lambda: no_token, 3, "v2") == "not set: LabelStudioAuthError"  # type: ignore[arg-type,return-value]

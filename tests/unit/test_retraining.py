@@ -149,6 +149,32 @@ def test_the_catalog_shows_acceptance_summed_over_projects(store: ModelStore) ->
     assert listing["current"] == version and listing["models"][0]["acceptance"]["kept"] == 4
 
 
+def test_a_training_cancelled_before_the_switch_promotes_nothing(store: ModelStore) -> None:
+    parent = store.current_version()
+
+    def cancelled() -> None:
+        raise RuntimeError("the run was cancelled")
+
+    with pytest.raises(RuntimeError, match="cancelled"):
+        run(store, FakeStudio(0, exported=labelled(160)), may_promote=cancelled)
+    assert store.current_version(1) == parent and not store.has_line(1)
+    candidate = next(v for v in store.list() if v.version != parent)
+    assert candidate.meta["status"] == "rejected" and "before the switch" in candidate.meta["decision"]["reason"]
+
+
+def test_a_promotion_that_another_change_beat_keeps_the_candidate(store: ModelStore, tmp_path: Path) -> None:
+    other = store.publish(build_distilbert(tmp_path / "o", seed=3), {}, name="other", make_current=False).version
+
+    def moved_meanwhile() -> None:  # someone promoted by hand while this training ran
+        store.set_current(other, project=1)
+
+    outcome = run(store, FakeStudio(0, exported=labelled(160)),
+                  report=lambda phase, **_: moved_meanwhile() if phase == "promoting" else None)
+    assert not outcome.promoted and "another change won" in outcome.decision.reason  # type: ignore[attr-defined]
+    assert store.current_version(1) == other
+    assert store.get(outcome.candidate).meta["status"] == "rejected"  # type: ignore[attr-defined]
+
+
 class Killed(BaseException):
     """Stands for SIGKILL at one point of a training: nothing after it runs, no except clause catches it."""
 
