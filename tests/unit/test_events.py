@@ -147,7 +147,8 @@ def test_a_record_keeps_at_most_max_ids_per_event_of_each_kind_and_counts_the_re
 def copied(annotation_id: int, task: int, **fields: Any) -> dict[str, Any]:
     """An annotation as Label Studio 1.23.2's "Create Annotations From Predictions" makes it (bulk_create from the
     prediction: parent_prediction set, nobody's lead_time, no updated_by)."""
-    return {"id": annotation_id, "task": task, "result": [{"from_name": "sentiment", "value": {"choices": ["Positive"]}}],
+    result = [{"from_name": "sentiment", "value": {"choices": ["Positive"]}}]
+    return {"id": annotation_id, "task": task, "result": result,
             "was_cancelled": False, "parent_prediction": 900 + annotation_id, "lead_time": None, "updated_by": None,
             "completed_by": 1, "prediction": {}, **fields}
 
