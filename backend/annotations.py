@@ -5,6 +5,13 @@ that maps to a model label. One row per task: a ground-truth annotation when the
 recently updated annotation. Each row keeps what the annotator did to our pre-fill: Label Studio marks a result
 `origin: "prediction"` when the pre-filled choice was submitted as is and `"prediction-changed"` when it was
 corrected, with the annotation's `parent_prediction` naming the prediction (whose model_version the export holds).
+
+Prediction copies are not judgements: Label Studio's Data Manager action "Create Annotations From Predictions"
+(label_studio/data_manager/actions/predictions_to_annotations.py in 1.23.2) bulk-creates one annotation per
+prediction with only result, completed_by, task, project and parent_prediction set, so `updated_by` and
+`lead_time` stay null (and its webhook is the bulk ANNOTATIONS_CREATED). Every annotation an annotator submits or
+updates through the labeling UI or the API gets `updated_by` (tasks/api.py sets it on create with a result and on
+every update) and, from the UI, a `lead_time`. They are left out unless include_prediction_copies says otherwise.
 """
 
 from __future__ import annotations
@@ -64,12 +71,24 @@ class AnnotationSet:
         return digest.hexdigest()[:16]
 
 
-def accepted_annotations(tasks: Iterable[Mapping[str, Any]], spec: LabelingSpec) -> AnnotationSet:
+def is_prediction_copy(annotation: Mapping[str, Any]) -> bool:
+    """True for an annotation Label Studio copied from a prediction in bulk, never opened by a person (see the
+    module docstring); an annotation whose shape does not say so (fields absent) counts as a person's."""
+    return (
+        _int(annotation.get("parent_prediction"), None) is not None
+        and "updated_by" in annotation and annotation["updated_by"] is None
+        and "lead_time" in annotation and annotation["lead_time"] is None
+    )
+
+
+def accepted_annotations(
+    tasks: Iterable[Mapping[str, Any]], spec: LabelingSpec, *, include_prediction_copies: bool = False
+) -> AnnotationSet:
     """The accepted rows of exported tasks (see the module docstring); never raises on odd shapes."""
     to_label = {choice: label for label, choice in spec.label_map.items()}
     found = AnnotationSet(rows=[])
     for task in tasks:
-        row, reason = _task_row(task, spec, to_label)
+        row, reason = _task_row(task, spec, to_label, include_prediction_copies)
         if row is not None:
             found.rows.append(row)
         elif reason:
@@ -78,7 +97,7 @@ def accepted_annotations(tasks: Iterable[Mapping[str, Any]], spec: LabelingSpec)
 
 
 def _task_row(
-    task: Mapping[str, Any], spec: LabelingSpec, to_label: Mapping[str, str]
+    task: Mapping[str, Any], spec: LabelingSpec, to_label: Mapping[str, str], include_copies: bool
 ) -> tuple[LabeledTask | None, str | None]:
     annotations = [a for a in task.get("annotations") or [] if isinstance(a, dict)]
     if not annotations:
@@ -86,6 +105,10 @@ def _task_row(
     live = [a for a in annotations if not a.get("was_cancelled")]
     if not live:
         return None, "cancelled"
+    if not include_copies:
+        live = [a for a in live if not is_prediction_copy(a)]
+        if not live:
+            return None, "prediction_copy"
     chosen = max(live, key=lambda a: (bool(a.get("ground_truth")), str(a.get("updated_at") or ""), _int(a.get("id"))))
     item, choice = _choice(chosen, spec)
     if choice is None:

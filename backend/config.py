@@ -59,7 +59,10 @@ class Settings(BaseSettings):
 
     # retraining on accepted annotations (rq workers)
     train_after_annotations: int = Field(
-        50, ge=0, description="new accepted annotations (webhook events) that start a training; 0: only on request"
+        50, ge=0, description="distinct new accepted annotations that start a training; 0: only on request"
+    )
+    train_on_prediction_copies: bool = Field(
+        False, description="count and train on annotations Label Studio copied from predictions in bulk"
     )
     train_min_annotations: int = Field(20, ge=1, description="fewest accepted annotations a training runs on")
     train_holdout_fraction: float = Field(0.2, gt=0, lt=1, description="share of new tasks drawn into the holdout")

@@ -2,6 +2,8 @@
 
 A record holds ids only (action, project, annotations, tasks, received_at): never texts, results or the
 project object, which carries the project token and task_data_password. Later features turn records into jobs.
+Accepted annotations (a result, not cancelled) are kept apart by id: the ones a person made (`accepted_ids`) and
+the ones Label Studio copied from predictions in bulk (`copied_ids`, see backend.annotations.is_prediction_copy).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from backend import keys
+from backend.annotations import is_prediction_copy
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,8 @@ class Event:
     received_at: str
     accepted: int = 0  # annotations in the event that were submitted with a result and not cancelled
     ids_dropped: int = 0  # annotation and task ids beyond MAX_IDS_PER_EVENT each, counted but not kept
+    accepted_ids: tuple[int, ...] = ()  # ids of the accepted annotations a person made (at most MAX_IDS_PER_EVENT)
+    copied_ids: tuple[int, ...] = ()  # ids of the accepted ones Label Studio copied from predictions in bulk
 
     def to_json(self) -> str:
         """One compact JSON line."""
@@ -61,6 +66,8 @@ class Event:
             received_at=str(raw.get("received_at", "")),
             accepted=int(raw.get("accepted", 0)),
             ids_dropped=int(raw.get("ids_dropped", 0)),
+            accepted_ids=tuple(raw.get("accepted_ids", ())),
+            copied_ids=tuple(raw.get("copied_ids", ())),
         )
 
 
@@ -72,6 +79,9 @@ def event_from_webhook(action: str, payload: Mapping[str, Any], *, received_at: 
     task_ids = _ids(map(_id_of, tasks)) + _ids(_id_of(a.get("task")) for a in annotations if isinstance(a, dict))
     annotation_ids, unique_tasks = _ids(map(_id_of, annotations)), tuple(dict.fromkeys(task_ids))
     dropped = max(0, len(annotation_ids) - MAX_IDS_PER_EVENT) + max(0, len(unique_tasks) - MAX_IDS_PER_EVENT)
+    accepted = [] if action == "ANNOTATIONS_DELETED" else [
+        a for a in annotations if isinstance(a, dict) and a.get("result") and not a.get("was_cancelled")
+    ]
     return Event(
         action=action,
         project_id=next(iter(_ids([_id_of(payload.get("project"))])), None),
@@ -79,9 +89,9 @@ def event_from_webhook(action: str, payload: Mapping[str, Any], *, received_at: 
         task_ids=unique_tasks[:MAX_IDS_PER_EVENT],
         received_at=when,
         ids_dropped=dropped,
-        accepted=0 if action == "ANNOTATIONS_DELETED" else sum(
-            1 for a in annotations if isinstance(a, dict) and a.get("result") and not a.get("was_cancelled")
-        ),
+        accepted=len(accepted),
+        accepted_ids=_ids(a.get("id") for a in accepted if not is_prediction_copy(a))[:MAX_IDS_PER_EVENT],
+        copied_ids=_ids(a.get("id") for a in accepted if is_prediction_copy(a))[:MAX_IDS_PER_EVENT],
     )
 
 

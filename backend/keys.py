@@ -4,9 +4,10 @@
 |---|---|---|
 | `sentiment:run:<id>` (+ `:chunks`, `:finished`, `:errors`) | hash / hash / set / list | TTL RUN_TTL_S; errors capped |
 | `sentiment:runs` | sorted set (index of runs) | trimmed to MAX_RUNS_INDEXED, entries older than RUN_TTL_S dropped |
-| `sentiment:project:<id>:<kind>` | string (the active run of a kind) | TTL RUN_TTL_S |
+| `sentiment:project:<id>:<kind>` | string (the active run of a kind) | TTL RUN_TTL_S; deleted by its run only |
 | `sentiment:project:<id>:prelabel-again` | string | TTL FOLLOW_UP_TTL_S |
-| `sentiment:project:<id>:annotations-since-training` | string counter | TTL RUN_TTL_S, renewed by each event |
+| `sentiment:project:<id>:annotation-ids-since-training` | set of annotation ids | TTL RUN_TTL_S, renewed by each add; |
+|   |   | < TRAIN_AFTER_ANNOTATIONS + MAX_IDS_PER_EVENT members (taken whole at the threshold, trimmed on give-back) |
 | `sentiment:events` | list | capped by the event log (LTRIM) |
 | `sentiment:stats` | hash of a fixed set of counters | fixed size (Prometheus counters never expire) |
 
@@ -43,5 +44,6 @@ def prelabel_again(project: int) -> str:
 
 
 def annotations_since_training(project: int) -> str:
-    """Accepted annotations counted towards the project's next automatic training."""
-    return f"{PREFIX}project:{int(project)}:annotations-since-training"
+    """The distinct accepted annotation ids counted towards the project's next automatic training (a set; the
+    string counter of earlier versions had another name, so an old key never meets SADD)."""
+    return f"{PREFIX}project:{int(project)}:annotation-ids-since-training"

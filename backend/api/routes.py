@@ -18,7 +18,6 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from backend import keys
 from backend.api.inference import PredictExecutor
 from backend.api.jobs import start_training_run
 from backend.api.schemas import (
@@ -39,6 +38,7 @@ from backend.events import Event, EventLog, event_from_webhook
 from backend.labeling.results import build_prediction, task_ref, texts_from_tasks
 from backend.labeling.spec import LabelingSpec, parse_spec
 from backend.model.types import Prediction
+from backend.triggers import AnnotationCounter, count_towards_training
 
 log = logging.getLogger(__name__)
 
@@ -176,34 +176,27 @@ async def webhook(body: WebhookEvent, state: State, request: Request) -> dict[st
             raise InvalidRequest("START_TRAINING without a project id: expected {\"project\": {\"id\": N, ...}}")
         started = await run_in_threadpool(start_training_run, request, event.project_id, "START_TRAINING webhook")
         return {**reply, **started}
-    if event.accepted and recorded and event.project_id and state.settings.train_after_annotations:
-        reply["training"] = await run_in_threadpool(_count_towards_training, request, state, event)
+    if event.accepted and recorded and state.settings.train_after_annotations:
+        counted = await run_in_threadpool(_count_towards_training, request, state, event)
+        if counted is not None:
+            reply["training"] = counted
     if body.action == "TASKS_CREATED" and state.settings.prelabel_on_tasks_created and event.project_id:
         reply["prelabel"] = await run_in_threadpool(_auto_prelabel, request, state, event.project_id)
     return reply
 
 
-def _count_towards_training(request: Request, state: BackendState, event: Event) -> dict[str, Any]:
-    """Add the event's accepted annotations to the project's count since its last training; at the threshold
-    (TRAIN_AFTER_ANNOTATIONS) enqueue one training. Never fails the webhook (Label Studio gives it 1 s)."""
-    assert event.project_id is not None
-    key = keys.annotations_since_training(event.project_id)
-    threshold = state.settings.train_after_annotations
-    try:
-        redis = request.app.state.jobs.redis()
-        pipe = redis.pipeline()
-        pipe.incrby(key, event.accepted)
-        pipe.expire(key, keys.RUN_TTL_S)
-        count = int(pipe.execute()[0])
-        if count < threshold:
-            return {"since_last": count, "threshold": threshold}
-        started = start_training_run(request, event.project_id, f"{count} new accepted annotations")
-        if started["created"]:
-            redis.set(key, 0, ex=keys.RUN_TTL_S)
-        return {"since_last": count, "threshold": threshold, **started}
-    except Exception as exc:  # Redis errors included: the webhook is answered regardless
-        log.warning("annotation count of project %s not updated: %s: %s", event.project_id, type(exc).__name__, exc)
-        return {"error": f"the annotation count was not updated ({type(exc).__name__}); see the server log"}
+def _count_towards_training(request: Request, state: BackendState, event: Event) -> dict[str, Any] | None:
+    """backend.triggers with this app's Redis and training starter (None: nothing in the event counts)."""
+    settings = state.settings
+
+    def counter() -> AnnotationCounter:
+        return AnnotationCounter(request.app.state.jobs.redis(), settings.train_after_annotations)
+
+    def start(project: int, reason: str) -> dict[str, Any]:
+        return start_training_run(request, project, reason)
+
+    return count_towards_training(counter, event, include_prediction_copies=settings.train_on_prediction_copies,
+                                  start=start)
 
 
 def _auto_prelabel(request: Request, state: BackendState, project_id: int) -> dict[str, Any]:

@@ -168,19 +168,39 @@ def enqueue_chunks(connection: redis.Redis, run_id: str, count: int, retries: in
 
 
 def cancel_run(connection: redis.Redis, run_id: str) -> Run:
-    """Mark the run cancelled and drop its jobs still waiting; a chunk already running stops before it writes."""
+    """Mark the run cancelled and drop its jobs still waiting; a chunk already running stops before it writes.
+
+    A training whose job already runs keeps the project's claim (marked `stopping`) until the job sees the
+    cancel and stops, or rq reports it abandoned: the next training can never overlap it. Otherwise the claim is
+    released at once."""
     runs = RunStore(connection)
     run = runs.get(run_id)
     if run.state.final:
         return run
-    runs.set_state(run_id, RunState.CANCELLED, summary=f"cancelled after {run.count('done')} prediction(s) written")
-    runs.release_project(run.project, run_id, run.kind)
-    ids = run_job_ids(run)
-    for start in range(0, len(ids), 1000):
-        for job in Job.fetch_many(ids[start : start + 1000], connection=connection, serializer=SERIALIZER):
-            if job is not None and not job.is_finished and not job.is_started:
-                _cancel(job)
+    jobs = _unfinished_jobs(connection, run_job_ids(run))
+    stopping = run.kind == "train" and any(job.is_started for job in jobs)
+    runs.set_state(run_id, RunState.CANCELLED, summary=_cancelled_summary(run, stopping),
+                   **({"stopping": 1} if stopping else {}))
+    for job in jobs:
+        if not job.is_started:
+            _cancel(job)
+    if not stopping:
+        runs.release_project(run.project, run_id, run.kind)
     return runs.get(run_id)
+
+
+def _unfinished_jobs(connection: redis.Redis, ids: list[str]) -> list[Job]:
+    found: list[Job] = []
+    for start in range(0, len(ids), 1000):
+        batch = Job.fetch_many(ids[start : start + 1000], connection=connection, serializer=SERIALIZER)
+        found += [job for job in batch if job is not None and not job.is_finished]
+    return found
+
+
+def _cancelled_summary(run: Run, stopping: bool) -> str:
+    if run.kind != "train":
+        return f"cancelled after {run.count('done')} prediction(s) written"
+    return "cancelled during training" if stopping else "cancelled before the training started"
 
 
 def _cancel(job: Job) -> None:

@@ -7,7 +7,9 @@ a chunk that runs twice (a retry after a crash that happened after the write) ne
 
 Keys (prefix `sentiment:`): `run:<id>` hash, `run:<id>:chunks` hash index → task ids (JSON),
 `run:<id>:finished` set of chunk indexes, `run:<id>:errors` capped list, `runs` sorted set by creation time,
-`project:<id>:<kind>` the project's active run id of a kind (one pre-labeling and one training at a time).
+`project:<id>:<kind>` the project's active run id of a kind (one pre-labeling and one training at a time): set
+if absent, deleted only by a compare-and-delete naming its run; a training cancelled while its job runs keeps it
+(field `stopping` on the run) until the job stops or rq reports the job abandoned.
 A training run has no chunks: its phase, epoch, loss and ETA live in the JSON field `info`.
 """
 
@@ -23,6 +25,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from redis.exceptions import WatchError
+
 from backend import keys
 from backend.errors import JobNotFound
 from backend.keys import RUN_TTL_S
@@ -31,6 +35,12 @@ from backend.keys import RUN_TTL_S
 RUN_ID_PATTERN = r"^(prelabel|train)-[0-9a-f]{10}$"
 _RUN_ID = re.compile(RUN_ID_PATTERN)
 MAX_ERRORS = 50
+MAX_CLAIM_ROUNDS = 20
+# KEYS[1] a project's claim, ARGV[1] a run id: delete the claim only while it is still that run's
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 class RunState(str, Enum):
@@ -158,6 +168,7 @@ class RunStore:
 
     def __init__(self, redis: Any) -> None:
         self.redis = redis
+        self._release = redis.register_script(_RELEASE)
 
     def _key(self, run_id: str, suffix: str = "") -> str:
         return keys.run(run_id, suffix)
@@ -178,22 +189,44 @@ class RunStore:
         return self.get(run_id)
 
     def claim_project(self, project: int, run_id: str, kind: str = "prelabel") -> str | None:
-        """Make run_id the project's active run of its kind; the already active run id when there is one."""
-        key = keys.active_run(project, kind)
-        for _ in range(3):
-            if self.redis.set(key, run_id, nx=True, ex=RUN_TTL_S):
-                return None
-            active = _text(self.redis.get(key))
-            if active and self.exists(active) and not self.get(active).state.final:
-                return active
-            self.redis.delete(key)  # a stale claim: its run ended or expired
-        return None
+        """Make run_id the project's active run of its kind (None); the active run id when one holds the claim.
 
-    def release_project(self, project: int, run_id: str, kind: str = "prelabel") -> None:
-        """Drop the project's active-run claim of a kind if it is this run's."""
+        A claim is SET NX; a stale one (its run is gone, or ended and not stopping) is taken over under WATCH, so
+        two claimers never both win and a claim renewed meanwhile is never overwritten."""
         key = keys.active_run(project, kind)
-        if _text(self.redis.get(key)) == run_id:
-            self.redis.delete(key)
+        if self.redis.set(key, run_id, nx=True, ex=RUN_TTL_S):
+            return None
+        with self.redis.pipeline() as pipe:
+            for _ in range(MAX_CLAIM_ROUNDS):
+                try:
+                    pipe.watch(key)
+                    active = pipe.get(key)
+                    if active is not None and self._holds_claim(_text(active)):
+                        pipe.unwatch()
+                        return _text(active)
+                    pipe.multi()
+                    pipe.set(key, run_id, ex=RUN_TTL_S)
+                    pipe.execute()
+                    return None
+                except WatchError:  # the claim changed between the read and the write: look again
+                    continue
+        raise RuntimeError(f"the claim {key} kept changing; not claimed")
+
+    def release_project(self, project: int, run_id: str, kind: str = "prelabel") -> bool:
+        """Drop the project's active-run claim of a kind only if run_id still holds it (compare-and-delete)."""
+        return bool(self._release(keys=[keys.active_run(project, kind)], args=[run_id]))
+
+    def active_claim(self, project: int, kind: str = "prelabel") -> str | None:
+        """The run id holding the project's claim of a kind, live or stale."""
+        held = self.redis.get(keys.active_run(project, kind))
+        return None if held is None else _text(held)
+
+    def _holds_claim(self, run_id: str) -> bool:
+        """True while the run may still be working: not final, or cancelled while its job still runs."""
+        state, stopping = self.redis.hmget(self._key(run_id), ["state", "stopping"])
+        if state is None:
+            return False
+        return not RunState(_text(state)).final or bool(stopping)
 
     def delete(self, run_id: str) -> None:
         """Forget a run record entirely (one that never started)."""

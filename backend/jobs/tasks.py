@@ -194,7 +194,8 @@ def train_project(run_id: str) -> dict[str, Any]:
     least as good on the frozen holdout."""
     ctx, runs = context(), _runs()
     run = runs.get(run_id)
-    if run.state.final:
+    if run.state.final:  # cancelled while queued, or a retry of a run that ended: its claim must not outlive it
+        runs.release_project(run.project, run.id, run.kind)
         return {"state": run.state.value}
     runs.set_state(run_id, RunState.RUNNING)
     runs.mark_started(run_id)
@@ -205,7 +206,9 @@ def train_project(run_id: str) -> dict[str, Any]:
             force=bool(run.info.get("force")), report=TrainReporter(runs, run_id), label=run_id,
             may_promote=lambda: _not_cancelled(runs, run_id),
         )
-    except RunCancelled:
+    except RunCancelled:  # cancel_run kept the claim while this job ran; it has stopped now
+        runs.release_project(run.project, run.id, run.kind)
+        log.info("job %s: cancelled; the training stopped", run_id)
         return {"cancelled": True}
     except Exception as exc:
         if not _permanent(exc):
@@ -270,10 +273,14 @@ def _record_attempt(job: Job, connection: Any, exc_type: Any, exc_value: Any, st
     runs = RunStore(connection)
     reason = f"{getattr(exc_type, '__name__', 'Error')}: {exc_value or 'the worker died or was killed'}"
     try:
-        if job.retries_left and job.retries_left > 0:
+        run = runs.get(job.args[0])
+        if run.state.final:  # cancelled while the job ran, then the job died or failed: it will never release
+            runs.error(run.id, f"{step}: {reason} (the run had already ended: {run.state.value})")
+            runs.release_project(run.project, run.id, run.kind)
+        elif job.retries_left and job.retries_left > 0:
             runs.error(job.args[0], f"{step}: {reason} (retrying, {job.retries_left} attempt(s) left)")
         else:
-            _fail(runs, runs.get(job.args[0]), reason, consequence=consequence)
+            _fail(runs, run, reason, consequence=consequence)
     except JobNotFound:
         pass
 

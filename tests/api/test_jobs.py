@@ -141,12 +141,17 @@ def test_accepted_annotations_start_one_training_at_the_threshold(make_backend: 
 
     backend = make_backend(redis_url=redis_url, train_after_annotations=3)
     hook = ls_payload("webhook_annotation_created.json")
-    cancelled = {**hook, "annotation": {**hook["annotation"], "was_cancelled": True}}
-    replies = [backend.client.post("/webhook", json=body).json() for body in (hook, cancelled, hook)]
-    assert [r.get("training", {}).get("since_last") for r in replies] == [1, None, 2]
-    third = backend.client.post("/webhook", json=hook).json()["training"]
+
+    def annotation(annotation_id: int, **fields: object) -> dict[str, object]:
+        return {**hook, "annotation": {**hook["annotation"], "id": annotation_id, **fields}}
+
+    updated = {**annotation(1), "action": "ANNOTATION_UPDATED"}
+    bodies = (annotation(1), annotation(2, was_cancelled=True), annotation(1), updated, annotation(3))
+    replies = [backend.client.post("/webhook", json=body).json() for body in bodies]
+    assert [r.get("training", {}).get("since_last") for r in replies] == [1, None, 1, 1, 2]
+    third = backend.client.post("/webhook", json=annotation(4)).json()["training"]
     assert third["since_last"] == 3 and third["created"] and third["job"].startswith("train-")
-    fourth = backend.client.post("/webhook", json=hook).json()["training"]
+    fourth = backend.client.post("/webhook", json=annotation(1)).json()["training"]
     assert fourth["since_last"] == 1  # counting starts again after the training was queued
     assert redis.Redis.from_url(redis_url).llen("rq:queue:sentiment-train") == 1
 
@@ -210,3 +215,27 @@ def test_promote_and_rollback_over_http_need_auth_and_switch_the_served_version(
     assert unknown.status_code == 404 and "nope" in unknown.json()["detail"]
     bad = backend.client.post("/models/rollback", json={"version": 5, "default": True}, auth=AUTH)
     assert bad.status_code == 422
+
+
+@pytest.mark.parametrize("setting", [False, True])
+def test_annotations_copied_from_predictions_count_only_with_the_setting(
+    make_backend: MakeBackend, redis_url: str, setting: bool
+) -> None:
+    from backend import keys
+    from tests.api.conftest import ls_payload
+
+    backend = make_backend(redis_url=redis_url, train_after_annotations=50, train_on_prediction_copies=setting)
+    person = ls_payload("webhook_annotation_created.json")["annotation"]
+    # what "Create Annotations From Predictions" sends: a bulk ANNOTATIONS_CREATED of copies nobody opened
+    copies = [{**person, "id": 100 + i, "task": 10 + i, "parent_prediction": 500 + i, "lead_time": None,
+               "updated_by": None} for i in range(5)]
+    bulk = {"action": "ANNOTATIONS_CREATED", "annotation": copies, "task": [{"id": 10 + i} for i in range(5)],
+            "project": {"id": 1}}
+    reply = backend.client.post("/webhook", json=bulk).json()
+    assert reply["status"] == "recorded"
+    assert reply.get("training") == ({"since_last": 5, "threshold": 50} if setting else None)
+    prefilled = {**ls_payload("webhook_annotation_created.json")}
+    prefilled["annotation"] = {**person, "id": 7, "parent_prediction": 501, "lead_time": 2.5, "updated_by": 1}
+    assert backend.client.post("/webhook", json=prefilled).json()["training"]["since_last"] == (6 if setting else 1)
+    held = redis.Redis.from_url(redis_url).smembers(keys.annotations_since_training(1))
+    assert held == ({b"7"} | ({str(100 + i).encode() for i in range(5)} if setting else set()))

@@ -70,3 +70,35 @@ def test_the_data_hash_ignores_order_and_sees_label_changes() -> None:
     assert accepted_annotations([a, b], SPEC).data_hash() == accepted_annotations([b, a], SPEC).data_hash()
     flipped = exported_task(2, "y", "Positive")
     assert accepted_annotations([a, b], SPEC).data_hash() != accepted_annotations([a, flipped], SPEC).data_hash()
+
+
+COPY = {"parent_prediction": 41, "lead_time": None, "updated_by": None, "completed_by": 1}  # LS's bulk copy
+
+
+def test_prediction_copies_are_not_trained_on_unless_asked() -> None:
+    from backend.annotations import is_prediction_copy
+
+    tasks = [
+        exported_task(1, "copied only", "Positive", **COPY),
+        exported_task(2, "opened pre-filled and submitted", "Positive", parent_prediction=42, lead_time=4.5,
+                      updated_by=1, item={"origin": "prediction"}),
+        exported_task(3, "a copy an annotator then corrected", "Negative", **{**COPY, "updated_by": 1}),
+        exported_task(4, "typed by hand", "Negative", parent_prediction=None, lead_time=2.0, updated_by=1),
+    ]
+    assert [is_prediction_copy(t["annotations"][0]) for t in tasks] == [True, False, False, False]
+    found = accepted_annotations(tasks, SPEC)
+    assert [(r.task_id, r.label) for r in found.rows] == [(2, "POSITIVE"), (3, "NEGATIVE"), (4, "NEGATIVE")]
+    assert dict(found.skipped) == {"prediction_copy": 1}
+    everything = accepted_annotations(tasks, SPEC, include_prediction_copies=True)
+    assert [(r.task_id, r.label) for r in everything.rows] == [(1, "POSITIVE"), (2, "POSITIVE"), (3, "NEGATIVE"),
+                                                               (4, "NEGATIVE")]
+    assert not everything.skipped
+
+
+def test_a_person_s_annotation_wins_over_a_copy_on_the_same_task() -> None:
+    task = exported_task(1, "both", "Negative", lead_time=3.0, updated_by=1, updated_at="2026-11-24T09:00:00Z")
+    copy = {**exported_task(1, "both", "Positive", **COPY)["annotations"][0], "id": 99,
+            "updated_at": "2026-11-24T11:00:00Z"}  # newer, but nobody judged it
+    task["annotations"].append(copy)
+    assert [(r.annotation_id, r.label) for r in accepted_annotations([task], SPEC).rows] == [(10, "NEGATIVE")]
+    assert [r.annotation_id for r in accepted_annotations([task], SPEC, include_prediction_copies=True).rows] == [99]

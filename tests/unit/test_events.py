@@ -33,6 +33,7 @@ def test_annotation_created_keeps_ids_only() -> None:
         task_ids=(payload["task"]["id"],),
         received_at="2026-01-02T03:04:05.000+00:00",
         accepted=1,  # submitted with a result, not cancelled: it counts towards the next training
+        accepted_ids=(payload["annotation"]["id"],),  # and a person made it (updated_by and lead_time are set)
     )
     record = event.to_json()
     assert payload["task"]["data"]["text"] not in record
@@ -140,4 +141,23 @@ def test_a_record_keeps_at_most_max_ids_per_event_of_each_kind_and_counts_the_re
     payload = {"project": {"id": 4}, "tasks": [{"id": i} for i in range(1, MAX_IDS_PER_EVENT + 11)]}
     event = event_from_webhook("TASKS_CREATED", payload)
     assert event.task_ids == tuple(range(1, MAX_IDS_PER_EVENT + 1)) and event.ids_dropped == 10
+    assert Event.from_json(event.to_json()) == event
+
+
+def copied(annotation_id: int, task: int, **fields: Any) -> dict[str, Any]:
+    """An annotation as Label Studio 1.23.2's "Create Annotations From Predictions" makes it (bulk_create from the
+    prediction: parent_prediction set, nobody's lead_time, no updated_by)."""
+    result = [{"from_name": "sentiment", "value": {"choices": ["Positive"]}}]
+    return {"id": annotation_id, "task": task, "result": result,
+            "was_cancelled": False, "parent_prediction": 900 + annotation_id, "lead_time": None, "updated_by": None,
+            "completed_by": 1, "prediction": {}, **fields}
+
+
+def test_prediction_copies_are_kept_apart_from_what_a_person_submitted() -> None:
+    _, submitted = webhook("webhook_annotation_created.json")
+    prefilled = {**submitted["annotation"], "id": 3, "parent_prediction": 77}  # opened pre-filled and submitted
+    payload = {"annotation": [copied(5, 9), copied(6, 9, updated_by=1), prefilled, copied(7, 9, was_cancelled=True)],
+               "project": {"id": 2}}
+    event = event_from_webhook("ANNOTATIONS_CREATED", payload)
+    assert event.accepted == 3 and event.accepted_ids == (6, 3) and event.copied_ids == (5,)
     assert Event.from_json(event.to_json()) == event
