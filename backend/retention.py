@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from backend.store import DEFAULT_LINE, ModelStore, ModelVersion
+from backend.store import ModelStore, ModelVersion, line_name
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +116,10 @@ def _all_lines(store: ModelStore) -> list[tuple[str, int | None]]:
         return []
     found: list[tuple[str, int | None]] = []
     for path in sorted(store.lines_dir.iterdir()):
-        if path.name == DEFAULT_LINE:
-            found.append((path.name, None))
-        elif path.name.startswith("project-") and path.name[len("project-"):].isdigit():
-            found.append((path.name, int(path.name[len("project-"):])))
+        suffix = path.name.rpartition("-")[2]
+        project = int(suffix) if suffix.isdigit() else None
+        if path.name == line_name(project):
+            found.append((path.name, project))
     return found
 
 
