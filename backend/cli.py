@@ -68,7 +68,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
 
 @main.group()
 def models() -> None:
-    """The model store under MODEL_DIR: list, import, bootstrap."""
+    """The model store under MODEL_DIR: list, import, bootstrap, promote, rollback, gc."""
 
 
 def _line_options(func: Any) -> Any:
@@ -196,6 +196,40 @@ def _followed(settings: Settings, project: int | None, version: str) -> str:
     outcome = follow_in_studio(lambda: studio_for(settings.label_studio_url, key, settings.label_studio_timeout_s),
                                project, version)
     return f" (Label Studio model_version: {outcome})"
+
+
+@models.command("gc")
+@click.option("--dry-run", is_flag=True, help="say what would be removed; remove nothing")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_context
+def models_gc(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
+    """Remove the weights of old rejected candidates: the newest KEEP_REJECTED per project stay, and so does every
+    version a line names or could roll back to; meta.json always stays. Prints what went and the bytes freed."""
+    from backend.retention import collect
+
+    settings = _settings(ctx)
+    spare = [settings.train_base] if settings.train_base else []
+    report = collect(ModelStore(settings.model_dir), settings.keep_rejected, dry_run=dry_run, keep=spare)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    verb = "would remove" if dry_run else "removed"
+    for gone in report.collected:
+        click.echo(f"{verb:<12} {gone.version:<44} project={gone.project} {_human_bytes(gone.bytes)}")
+    for kept in report.kept:
+        click.echo(f"{'kept':<12} {kept.version:<44} {kept.reason}")
+    click.echo(f"{'would free' if dry_run else 'freed'} {_human_bytes(report.bytes_freed)} "
+               f"({report.bytes_freed} bytes) from {len(report.collected)} version(s)")
+
+
+def _human_bytes(size: int) -> str:
+    """1536 → '1.5 KiB' (binary units, one decimal)."""
+    if size < 1024:
+        return f"{size} B"
+    amount, units = size / 1024, ["KiB", "MiB", "GiB", "TiB"]
+    while amount >= 1024 and len(units) > 1:
+        amount, units = amount / 1024, units[1:]
+    return f"{amount:.1f} {units[0]}"
 
 
 @models.command("bootstrap")

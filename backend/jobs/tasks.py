@@ -29,6 +29,7 @@ from backend.labeling.spec import LabelingSpec
 from backend.lines import follow_in_studio
 from backend.model.cache import ModelCache
 from backend.model.types import Classifier
+from backend.retention import collect
 from backend.retraining import RetrainOutcome, RetrainPolicy, retrain
 from backend.store import ModelStore
 from backend.studio import StudioClient
@@ -232,6 +233,12 @@ def _finish_training(ctx: WorkerContext, runs: RunStore, run: Run, outcome: Retr
                                     unlabeled_only=True)
         runs.set_info(run.id, prelabel_job=again.id)
         log.info("job %s: %s pre-labels the unlabeled tasks with %s", run.id, again.id, outcome.candidate)
+    try:  # retention (backend.retention) frees old rejected candidates' weights; it never fails the training
+        spare = [ctx.settings.train_base] if ctx.settings.train_base else []
+        freed = collect(ctx.store, ctx.settings.keep_rejected, keep=spare).bytes_freed
+        runs.set_info(run.id, gc_bytes_freed=freed)
+    except Exception:
+        log.warning("job %s: removing old rejected candidates' weights failed", run.id, exc_info=True)
 
 
 def _not_cancelled(runs: RunStore, run_id: str) -> None:

@@ -1,8 +1,10 @@
-"""The CLI's configuration errors name the variable and the problem, never the value."""
+"""The CLI: configuration errors name the variable and the problem, never the value; `models gc` output."""
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from click.testing import CliRunner
 
 from backend.cli import main
 from backend.config import Settings
+from backend.store import ModelStore
 
 pytestmark = pytest.mark.unit
 
@@ -59,3 +62,55 @@ def test_serve_logs_the_start_warnings(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert len(warnings) == 2
     assert "Basic auth is off" in warnings[0]
     assert "NO AUTHENTICATION AT ALL" in warnings[1] and "127.0.0.1:9393" in warnings[1]
+
+
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """The commands configure the root logger; the next tests get it back as it was."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = saved
+
+
+def _rejected_versions(root: Path, count: int) -> ModelStore:
+    """A store with a current starter and `count` rejected project-1 candidates of 1,000-byte weights, oldest
+    first."""
+    store = ModelStore(root)
+    for n in range(count + 1):
+        src = root.parent / f"src-{n}"
+        src.mkdir()
+        (src / "model.safetensors").write_bytes(b"w" * 1000)
+        meta = {"created_at": f"2026-01-01T00:00:{n:02d}+00:00"}
+        if n:
+            meta.update(kind="retrain", status="rejected", project=1)
+        store.publish(src, meta, name=f"v{n}", make_current=n == 0)
+    return store
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_models_gc_reports_a_dry_run_then_frees_the_old_rejected_weights(tmp_path: Path) -> None:
+    store = _rejected_versions(tmp_path / "models", 4)
+    oldest = [v.version for v in store.list()][1:3]
+    env = {"MODEL_DIR": str(store.root), "KEEP_REJECTED": "2"}
+    dry = CliRunner().invoke(main, ["models", "gc", "--dry-run"], env=env)
+    assert dry.exit_code == 0, dry.output
+    assert [line.split()[:3] for line in dry.output.splitlines() if line.startswith("would remove")] == [
+        ["would", "remove", oldest[0]], ["would", "remove", oldest[1]]]
+    assert dry.stdout.splitlines()[-1] == "would free 2.0 KiB (2000 bytes) from 2 version(s)"
+    assert not any(v.collected for v in store.list())
+    done = CliRunner().invoke(main, ["models", "gc", "--json"], env=env)
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)  # the log line goes to stderr
+    assert [c["version"] for c in report["collected"]] == oldest and report["bytes_freed"] == 2000
+    assert report["dry_run"] is False and report["keep_rejected"] == 2
+    assert [v.version for v in store.list() if v.collected] == oldest
+    again = CliRunner().invoke(main, ["models", "gc"], env=env)
+    assert again.stdout.splitlines()[-1] == "freed 0 B (0 bytes) from 0 version(s)"
+
+
+def test_human_bytes() -> None:
+    from backend.cli import _human_bytes
+
+    assert [_human_bytes(n) for n in (0, 1023, 1536, 90 * 2**20, 5 * 2**50)] == [
+        "0 B", "1023 B", "1.5 KiB", "90.0 MiB", "5120.0 TiB"]
