@@ -61,6 +61,7 @@ class RetrainPolicy:
     base: str | None = None
     rehearsal_file: Path | None = None  # the base model's own labelled data, mixed in so it forgets less
     rehearsal_ratio: float = 1.0
+    include_prediction_copies: bool = False  # TRAIN_ON_PREDICTION_COPIES: train on Label Studio's bulk copies too
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetrainPolicy:
@@ -76,6 +77,7 @@ class RetrainPolicy:
             holdout_fraction=settings.train_holdout_fraction, min_holdout=settings.train_min_holdout,
             margin=settings.promote_margin, base=settings.train_base,
             rehearsal_file=settings.train_rehearsal_file, rehearsal_ratio=settings.train_rehearsal_ratio,
+            include_prediction_copies=settings.train_on_prediction_copies,
         )
 
 
@@ -161,7 +163,8 @@ def retrain(
     base_classifier = classifier_of(base.version)
     info = studio.project(project)
     spec = parse_spec(info.label_config, base_classifier.labels)
-    annotations = accepted_annotations(studio.export(project), spec)
+    annotations = accepted_annotations(studio.export(project), spec,
+                                       include_prediction_copies=policy.include_prediction_copies)
     _check_enough(project, annotations, policy)
     record_acceptance(store.root, project, annotations.acceptance())
 

@@ -175,6 +175,9 @@ class ModelStore:
         target = self.get(version)
         name = line_name(project)
         with self._locked():
+            if target.collected:  # checked under the lock gc holds while it removes weights
+                raise VersionNotFound(f"model version {version!r} had its weights removed by `models gc`; only its "
+                                      "meta.json is left")
             previous = self._read_pointer(name)
             served = self.current_version(project)
             if expect is not ANY and served != expect:

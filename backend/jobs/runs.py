@@ -153,6 +153,7 @@ class Run:
             **shown, "eta_s": None if eta is None else round(eta, 1),
             "counts": self.info.get("counts", {}), "candidate": self.info.get("candidate"),
             "promoted": self.info.get("promoted"), "force": bool(self.info.get("force")),
+            "label_studio": self.info.get("label_studio"), "gc_bytes_freed": self.info.get("gc_bytes_freed"),
             "created_at": self.created_at, "started_at": self.started_at, "finished_at": self.finished_at,
             "summary": self.summary, "errors": list(self.errors),
         }

@@ -14,7 +14,7 @@ import pytest
 
 from backend.api.served import Classifier
 from backend.model.types import Prediction
-from backend.store import ModelVersion
+from backend.store import ModelStore, ModelVersion
 from tests.api.conftest import MakeBackend, ls_payload
 
 pytestmark = pytest.mark.api
@@ -39,10 +39,11 @@ def _request(project: int, kind: str) -> dict[str, Any]:
 
 
 def test_four_projects_on_four_versions_with_two_loaded_get_their_own_version(
-    make_backend: MakeBackend, tiny_checkpoint: Path, tmp_path: Path
+    make_backend: MakeBackend, store: ModelStore, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
     held_most: list[int] = []
-    scores: dict[str, float] = {}
+    default = str(store.current_version())
+    scores: dict[str, float] = {default: 0.6}
     backend_box: list[Any] = []
 
     def loader(version: ModelVersion) -> Classifier:
@@ -52,8 +53,6 @@ def test_four_projects_on_four_versions_with_two_loaded_get_their_own_version(
 
     backend = make_backend(loader=loader, max_loaded_models=2, wait=False)
     backend_box.append(backend)
-    default = backend.version
-    scores[default] = 0.6
     own: dict[int, str] = {}
     for project in (1, 2, 3, 4):
         staged = tmp_path / f"ckpt-{project}"

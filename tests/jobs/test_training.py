@@ -61,6 +61,7 @@ def test_a_training_job_promotes_a_better_model_and_reports_it(redis_conn, store
     assert store.current_version(1) == shown["candidate"] != parent
     assert store.current_version() == parent and store.current_version(2) == parent  # only project 1's line moved
     assert shown["counts"]["annotations"] == 160 and run.info["metrics"]["accuracy"] == 1.0
+    assert shown["label_studio"] == "set" and shown["gc_bytes_freed"] == 0  # Label Studio follows; nothing to collect
     assert shown["summary"].startswith(f"promoted {shown['candidate']}")
     assert 0 < shown["step"] <= shown["total_steps"] and shown["epoch"] > 0 and shown["loss"] is not None
 

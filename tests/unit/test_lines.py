@@ -167,3 +167,16 @@ def test_label_studio_follows_a_project_or_says_why_not() -> None:
     assert follow_in_studio(lambda: refused, 3, "v2") == PENDING  # type: ignore[arg-type,return-value]
     no_token = _Studio(LabelStudioAuthError("LABEL_STUDIO_API_KEY is not set"))
     assert follow_in_studio(lambda: no_token, 3, "v2") == "not set: LabelStudioAuthError"  # type: ignore[arg-type,return-value]
+
+
+def test_a_version_whose_weights_were_collected_is_never_made_current(store: ModelStore, tmp_path: Path) -> None:
+    from backend.errors import VersionNotFound
+
+    base = _publish(store, tmp_path, "base", current=True)
+    gone = _publish(store, tmp_path, "gone", status="rejected", project=1)
+    import shutil
+
+    shutil.rmtree(store.get(gone).path)
+    with pytest.raises(VersionNotFound, match="weights removed"):
+        promote(store, gone, project=1)
+    assert store.current_version(1) == base and not store.has_line(1)
