@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from backend.model.classifier import SentimentClassifier
+from backend.store import ModelStore
 from tests.modelfactory import build_distilbert
 
 
@@ -20,3 +21,9 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_classifier(tiny_model_dir: Path) -> SentimentClassifier:
     """The tiny checkpoint loaded on CPU; read-only use only (it is shared by the whole session)."""
     return SentimentClassifier.from_path(tiny_model_dir, device="cpu")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ModelStore:
+    """An empty model store in the test's own directory (modules needing another store define their own)."""
+    return ModelStore(tmp_path / "models")

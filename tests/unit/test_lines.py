@@ -25,11 +25,6 @@ def _publish(store: ModelStore, tmp_path: Path, name: str, *, current: bool = Fa
     return store.publish(checkpoint, dict(meta), name=name, make_current=current).version
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> ModelStore:
-    return ModelStore(tmp_path / "models")
-
-
 def test_a_project_promotion_makes_its_line_and_moves_no_other(store: ModelStore, tmp_path: Path) -> None:
     base = _publish(store, tmp_path, "base", current=True)
     a1 = _publish(store, tmp_path, "a1", project=1)
