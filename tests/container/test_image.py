@@ -73,7 +73,7 @@ def wait_healthy(url: str, log: Any, timeout: float = 120) -> dict[str, Any]:
 def test_the_image_runs_as_the_non_root_user(built_image: BuiltImage) -> None:
     assert built_image.inspected["OCIv1"]["config"]["User"] == "app"
     with working_container(built_image.tag) as container:
-        who = container.run(["sh", "-c", "id -u; id -un; stat -c %u /models /models/CURRENT"])
+        who = container.run(["sh", "-c", "id -u; id -un; stat -c %u /models /models/lines/default/CURRENT"])
     assert who.returncode == 0, who.stderr
     assert who.stdout.split() == ["10001", "app", "10001", "10001"]
 
