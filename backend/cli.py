@@ -339,7 +339,10 @@ def train(ctx: click.Context, project: int, force: bool, follow: bool) -> None:
                                         force=force, reason="CLI")
     except BackendError as exc:
         _fail(exc)
-    click.echo(f"{run.id} {'queued' if created else 'already queued or running'}: project {project}, from {version}")
+    said = "queued" if created else "already queued or running"
+    if not created and run.state.final:  # cancelled while running: its claim holds until the job really stops
+        said = f"{run.state.value} and still stopping (try again once it has)"
+    click.echo(f"{run.id} {said}: project {project}, from {version}")
     if follow:
         sys.exit(_follow(connection, run.id))
 

@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import requests
 
+from backend import keys
 from backend.holdout import Holdout
 from devtools.labelstudio_server import free_port
 from tests.e2e.conftest import (
@@ -302,10 +304,24 @@ def test_kill_9_of_the_worker_during_training_leaves_the_store_serving(
                               timeout=30)
         assert reply.status_code == 200 and reply.json()["results"][0]["model_version"] == before
         run_cli("jobs", "cancel", job_id, env=retraining.env)  # no retry of the long training in this test
+        claim = keys.active_run(promoted.project, "train")
+        assert _redis(retraining).get(claim) == job_id.encode()  # the killed job never said it stopped
     finally:
         extra.stop_all()
         retraining.workers.processes.clear()
         retraining.workers.start(1)
+    # the live worker's abandoned-job handling releases the claim (well before the run record's 30-day TTL)
+    deadline = time.monotonic() + 120
+    while _redis(retraining).get(claim) is not None:
+        assert time.monotonic() < deadline, f"the claim of {job_id} was never released:\n{retraining.workers.logs()}"
+        time.sleep(1)
+    again = retraining.cli("train", "--project", str(promoted.project))
+    assert again.stdout.split()[0] != job_id and "queued:" in again.stdout, again.stdout
+    retraining.wait_job(again.stdout.split()[0])
+
+
+def _redis(retraining: Retraining) -> redis.Redis:
+    return redis.Redis.from_url(retraining.redis.url, socket_timeout=5)
 
 
 @pytest.mark.parametrize("case", ["no annotations", "unknown project", "wrong token"])
