@@ -57,6 +57,16 @@ class Settings(BaseSettings):
     prelabel_on_tasks_created: bool = Field(False, description="pre-label new tasks on TASKS_CREATED webhooks")
     job_retries: int = Field(3, ge=0, le=20, description="rq retries of a failing chunk job (backoff 5/20/60 s)")
 
+    # trusting the scores (backend/quality.py)
+    prefill: Literal["all", "confident"] = Field(
+        "all", description="confident: a row scoring under the project's threshold gets its score but no choice"
+    )
+    prefill_target_precision: float = Field(0.97, gt=0.5, lt=1, description="precision the threshold guarantees")
+    prefill_confidence: float = Field(0.9, gt=0.5, lt=1, description="confidence of that guarantee")
+    label_error_max_p: float = Field(
+        0.1, gt=0, le=1, description="an annotation is a likely error below this model probability of its label"
+    )
+
     # retraining on accepted annotations (rq workers)
     train_after_annotations: int = Field(
         50, ge=0, description="distinct new accepted annotations that start a training; 0: only on request"

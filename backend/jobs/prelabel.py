@@ -86,6 +86,7 @@ def prelabel_chunk(
     model_version: str,
     *,
     cancelled: Any = lambda: False,
+    prefill_from: float | None = None,
 ) -> ChunkOutcome:
     """Give every task of the chunk exactly one prediction of model_version (see the module docstring)."""
     out = ChunkOutcome()
@@ -96,7 +97,7 @@ def prelabel_chunk(
     out.already = len(tasks) - len(todo)
     if not todo:
         return out
-    payload, no_text = _predictions(todo, spec, classifier, model_version, out)
+    payload, no_text = _predictions(todo, spec, classifier, model_version, out, prefill_from)
     if no_text:
         out.failed += len(no_text)
         out.problems.append(f"{len(no_text)} task(s) without a text in data[{spec.data_key!r}]: {_ids(no_text)}")
@@ -132,7 +133,7 @@ def _repair(studio: StudioClient, tasks: Sequence[TaskPredictions], model_versio
 
 def _predictions(
     todo: Sequence[TaskPredictions], spec: LabelingSpec, classifier: Classifier, model_version: str,
-    out: ChunkOutcome,
+    out: ChunkOutcome, prefill_from: float | None,
 ) -> tuple[list[dict[str, Any]], list[int]]:
     texts = texts_from_tasks([{"data": t.data} for t in todo], spec.data_key)
     usable = [(t, text) for t, text in zip(todo, texts, strict=True) if text is not None]
@@ -141,7 +142,8 @@ def _predictions(
     preds = classifier.predict([text for _, text in usable]) if usable else []
     out.infer_s += time.monotonic() - started
     pairs = zip(usable, preds, strict=True)
-    payload = [{"task": t.id, **build_prediction(p, spec, model_version)} for (t, _), p in pairs]
+    payload = [{"task": t.id, **build_prediction(p, spec, model_version, prefill_from=prefill_from)}
+               for (t, _), p in pairs]
     return payload, no_text
 
 

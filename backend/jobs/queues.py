@@ -7,6 +7,7 @@ on_failure callback that records each failed attempt on the run (the final one m
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any
 
 import redis
@@ -135,6 +136,18 @@ def enqueue_training(
         description=f"train on project {project}'s annotations ({run.id})",
     )
     return runs.get(run.id), True
+
+
+def enqueue_assessment(connection: redis.Redis, project: int) -> Job:
+    """One assessment of the project's served version (backend.quality: pre-fill threshold, label errors)."""
+    queue = prelabel_queue(connection)
+    _refuse_if_full(queue)
+    return queue.enqueue(
+        "backend.jobs.tasks.assess_project", int(project),
+        job_id=f"assess-{int(project)}-{secrets.token_hex(4)}", job_timeout=PLAN_TIMEOUT_S, result_ttl=RESULT_TTL_S,
+        failure_ttl=FAILURE_TTL_S, retry=Retry(max=2, interval=RETRY_INTERVALS_S[:2]),
+        description=f"assess project {int(project)}'s served version",
+    )
 
 
 def _refuse_if_full(queue: Queue) -> None:

@@ -18,12 +18,13 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
+from backend import quality
 from backend.config import Settings
 from backend.errors import BackendError, JobNotFound, LabelStudioError
 from backend.jobs import metrics
 from backend.jobs.prelabel import RunCancelled, check_project, finish_run, plan_chunks
 from backend.jobs.prelabel import prelabel_chunk as prelabel_chunk_impl
-from backend.jobs.queues import again_key, enqueue_chunks, enqueue_prelabel
+from backend.jobs.queues import again_key, enqueue_assessment, enqueue_chunks, enqueue_prelabel
 from backend.jobs.runs import Run, RunState, RunStore
 from backend.labeling.spec import LabelingSpec
 from backend.lines import follow_in_studio
@@ -133,8 +134,10 @@ def prelabel_chunk(run_id: str, index: int) -> dict[str, Any]:
     try:
         classifier = ctx.models.get(run.model_version)
         spec = ctx.spec(run, classifier)
+        prefill_from = (quality.threshold_for(ctx.store.root, run.project, run.model_version)
+                        if ctx.settings.prefill == "confident" else None)
         out = prelabel_chunk_impl(ctx.studio(), run.project, task_ids, spec, classifier, run.model_version,
-                                  cancelled=lambda: runs.is_cancelled(run_id))
+                                  cancelled=lambda: runs.is_cancelled(run_id), prefill_from=prefill_from)
     except RunCancelled:
         return {"cancelled": True}
     except Exception as exc:
@@ -239,6 +242,20 @@ def _finish_training(ctx: WorkerContext, runs: RunStore, run: Run, outcome: Retr
         runs.set_info(run.id, gc_bytes_freed=freed)
     except Exception:
         log.warning("job %s: removing old rejected candidates' weights failed", run.id, exc_info=True)
+    _assess(runs, run.project)
+
+
+def assess_project(project: int) -> dict[str, Any]:
+    """Recompute the project's pre-fill threshold and likely label errors for the version it is served now
+    (backend.quality); enqueued after each training and each bulk run."""
+    ctx = context()
+    record = quality.assess_project(
+        ctx.studio(), ctx.store, project, classifier_of=ctx.models.get,
+        policy=quality.Policy.from_settings(ctx.settings),
+        include_prediction_copies=ctx.settings.train_on_prediction_copies,
+    )
+    return {"version": record["version"], "threshold": record["prefill"]["threshold"],
+            "label_errors": record["label_errors"]["found"]}
 
 
 def _not_cancelled(runs: RunStore, run_id: str) -> None:
@@ -306,6 +323,15 @@ def _finish(runs: RunStore, run_id: str) -> None:
     if chunk_size is not None and current:
         again, _ = enqueue_prelabel(runs.redis, run.project, current, int(chunk_size))
         log.info("job %s: tasks were created during the run; %s pre-labels them", run_id, again.id)
+    _assess(runs, run.project)
+
+
+def _assess(runs: RunStore, project: int) -> None:
+    """Enqueue the project's assessment (threshold, label errors); a failure to enqueue only logs."""
+    try:
+        enqueue_assessment(runs.redis, project)
+    except Exception as exc:  # Redis away or the queue full: the next run or training tries again
+        log.warning("project %s: assessment not enqueued: %s", project, type(exc).__name__)
 
 
 def _studio_or_none() -> StudioClient | None:

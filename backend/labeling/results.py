@@ -24,11 +24,19 @@ def task_ref(task: Any, index: int) -> str:
     return f"task at position {index}"
 
 
-def build_prediction(pred: Prediction | None, spec: LabelingSpec, model_version: str) -> dict[str, Any]:
-    """One Label Studio prediction dict; an empty result (score None) when there is no prediction for the task."""
+def build_prediction(
+    pred: Prediction | None, spec: LabelingSpec, model_version: str, *, prefill_from: float | None = None
+) -> dict[str, Any]:
+    """One Label Studio prediction dict; an empty result (score None) when there is no prediction for the task.
+
+    With `prefill_from` (PREFILL=confident and the project has a threshold), a score under it keeps its score but
+    gets no choice: Label Studio stores the empty result, so sorting, the score column and uncertainty sampling
+    still see the row, and the annotator finds nothing pre-selected."""
     if pred is None:
         return {"result": [], "score": None, "model_version": model_version}
     score = round(float(pred.score), SCORE_DECIMALS)
+    if prefill_from is not None and pred.score < prefill_from:
+        return {"result": [], "score": score, "model_version": model_version}
     region = {
         "from_name": spec.from_name,
         "to_name": spec.to_name,

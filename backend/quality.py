@@ -1,0 +1,148 @@
+"""How far a project's served version can be trusted: its pre-fill threshold and its likely label errors.
+
+Computed by the worker (backend.jobs.tasks.assess_project, after each training and each bulk run) from the
+project's accepted annotations, on rows the scoring model never trained on, and stored as project state in
+`MODEL_DIR/projects/<id>/quality.json` beside the project's frozen holdout (never in a version's meta: versions
+stay immutable and are shared by projects). Reading it (a /predict, a GET, the CLI) never runs a model.
+
+Which rows are out of sample:
+- a project on its own line: the rows it never trained on (its frozen holdout, and annotations newer than its
+  last training), scored by the served version, give the threshold; label errors use those and the
+  training-side rows scored by the served version's parent, which predates them (an approximation when the
+  line trained several times: the parent may have seen earlier rows);
+- a project on the default line: the default version never trained on the project, so every accepted
+  annotation is out of sample: all of them give the threshold and the label errors.
+A stored record belongs to the version it was computed for: once the project is served another version, its
+threshold no longer applies (threshold_for answers None until the worker recomputes it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from backend.annotations import accepted_annotations
+from backend.config import Settings
+from backend.errors import ModelUnavailable
+from backend.holdout import Holdout, project_dir
+from backend.label_errors import AnnotatedText, ScoredAnnotation, Side, likely_label_errors, score_annotations
+from backend.labeling.spec import parse_spec
+from backend.model.types import Classifier
+from backend.prefill import choose_threshold
+from backend.store import ModelStore, atomic_write
+from backend.studio import StudioClient
+
+log = logging.getLogger(__name__)
+
+FILE = "quality.json"
+MAX_LISTED_ERRORS = 500
+
+
+@dataclass(frozen=True)
+class Policy:
+    """PREFILL_TARGET_PRECISION, PREFILL_CONFIDENCE and LABEL_ERROR_MAX_P."""
+
+    target_precision: float = 0.97
+    confidence: float = 0.9
+    label_error_max_p: float = 0.1
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        """The policy the settings describe."""
+        return cls(settings.prefill_target_precision, settings.prefill_confidence, settings.label_error_max_p)
+
+
+def assess_project(
+    studio: StudioClient, store: ModelStore, project: int, *, classifier_of: Callable[[str], Classifier],
+    policy: Policy, include_prediction_copies: bool = False,
+) -> dict[str, Any]:
+    """Read the project's accepted annotations from Label Studio, assess the version it is served and store the
+    record; the record. Idempotent: running it twice writes the same thing."""
+    version = store.current_version(project)
+    if version is None:
+        raise ModelUnavailable("the model store has no version to assess")
+    served = classifier_of(version)
+    spec = parse_spec(studio.project(project).label_config, served.labels)
+    accepted = accepted_annotations(studio.export(project), spec, include_prediction_copies=include_prediction_copies)
+    rows = [AnnotatedText(r.task_id, r.annotation_id, r.text, r.label) for r in accepted.rows]
+    own_line = store.has_line(project)
+    trained = Holdout(store.root, project).load().train if own_line else set()
+    parent = store.get(version).meta.get("parent") if own_line else None
+    record = assess(project, version, rows, trained=trained, classifier_of=classifier_of,
+                    parent=str(parent) if parent else None, policy=policy)
+    save(store.root, project, record)
+    shown = record["prefill"]
+    log.info("project %s on %s: pre-fill threshold %s over %d row(s); %d likely label error(s)", project, version,
+             shown["threshold"], shown["rows"], record["label_errors"]["found"])
+    return record
+
+
+def assess(
+    project: int, version: str, rows: Sequence[AnnotatedText], *, trained: set[int],
+    classifier_of: Callable[[str], Classifier], parent: str | None, policy: Policy,
+) -> dict[str, Any]:
+    """The record for `version` serving `project` (see the module docstring): `rows` are its accepted annotations,
+    `trained` the task ids the served version (or one of its ancestors) trained on, `parent` a version that
+    predates them."""
+    out_of_sample = [r for r in rows if r.task_id not in trained]
+    trained_on = [r for r in rows if r.task_id in trained]
+    if trained:
+        source = f"accepted annotations never trained on ({len(out_of_sample)}; the frozen holdout and newer ones)"
+    else:
+        source = f"every accepted annotation of the project ({len(out_of_sample)}): the version never trained on it"
+    scored = (score_annotations(classifier_of(version), out_of_sample, version=version, side=Side.HOLDOUT)
+              if out_of_sample else [])
+    threshold = choose_threshold([(s.p_predicted, s.predicted == s.label) for s in scored],
+                                 target=policy.target_precision, confidence=policy.confidence)
+    if trained_on and parent:
+        scored += score_annotations(classifier_of(parent), trained_on, version=parent, side=Side.TRAIN)
+    errors = likely_label_errors(scored, max_p=policy.label_error_max_p)
+    return {
+        "project": project, "version": version, "computed_at": _now(), "rows_source": source,
+        "prefill": threshold.to_dict(),
+        "label_errors": {"max_p": policy.label_error_max_p, "scored": len(scored), "found": len(errors),
+                         "parent": parent if trained_on else None,
+                         "rows": [e.to_dict() for e in errors[:MAX_LISTED_ERRORS]]},
+    }
+
+
+def save(model_dir: Path | str, project: int, record: dict[str, Any]) -> None:
+    """Replace the project's stored record atomically."""
+    target = project_dir(model_dir, project)
+    target.mkdir(parents=True, exist_ok=True)
+    atomic_write(target / FILE, json.dumps(record, indent=2, sort_keys=True))
+
+
+def load(model_dir: Path | str, project: int) -> dict[str, Any] | None:
+    """The project's stored record, None before the worker computed one (or when it is unreadable)."""
+    try:
+        found: dict[str, Any] = json.loads((project_dir(model_dir, project) / FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return found
+
+
+def threshold_for(model_dir: Path | str, project: int | None, version: str) -> float | None:
+    """The project's pre-fill threshold for the version it is served, None when there is none (yet)."""
+    if project is None:
+        return None
+    record = load(model_dir, project)
+    if not record or record.get("version") != version:
+        return None
+    value = (record.get("prefill") or {}).get("threshold")
+    return float(value) if value is not None else None
+
+
+def label_errors(record: dict[str, Any] | None) -> list[ScoredAnnotation]:
+    """The stored likely label errors, lowest self-confidence first."""
+    rows = ((record or {}).get("label_errors") or {}).get("rows") or []
+    return [ScoredAnnotation.from_dict(row) for row in rows]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
