@@ -128,8 +128,8 @@ def test_models_import_calibrate_fits_a_temperature_and_list_shows_it(tiny_model
     plain = runner.invoke(main, ["models", "import", str(tiny_model_dir), "--name", "plain"], env=env)
     assert plain.exit_code == 0, plain.output
     data = _labelled_tsv(tmp_path / "calib.tsv", 60)
-    fitted = runner.invoke(main, ["models", "import", str(tiny_model_dir), "--name", "fitted", "--calibrate", str(data)],
-                           env=env)
+    args = ["models", "import", str(tiny_model_dir), "--name", "fitted", "--calibrate", str(data)]
+    fitted = runner.invoke(main, args, env=env)
     assert fitted.exit_code == 0, fitted.output
     version = fitted.stdout.strip()
     record = ModelStore(tmp_path / "models").get(version).meta["calibration"]
@@ -140,7 +140,8 @@ def test_models_import_calibrate_fits_a_temperature_and_list_shows_it(tiny_model
     assert fitted.stderr.strip().splitlines()[-1] == f"calibration: T={record['temperature']:.2f}"
 
     listing = runner.invoke(main, ["models", "list"], env=env)
-    lines = {line[2:].split()[0]: line for line in listing.stdout.splitlines() if line[2:].startswith(("plain", "fitted"))}
+    rows = [line for line in listing.stdout.splitlines() if line[2:].startswith(("plain", "fitted"))]
+    lines = {line[2:].split()[0]: line for line in rows}
     assert lines[plain.stdout.strip()].endswith("T=1.00 uncalibrated")
     assert lines[version].endswith(f"T={record['temperature']:.2f}")
     as_json = json.loads(runner.invoke(main, ["models", "list", "--json"], env=env).stdout)
