@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from backend.calibration import record_of
 from backend.store import DEFAULT_LINE, ModelStore, ModelVersion, line_name
 
 
@@ -59,6 +60,7 @@ def describe(version: ModelVersion, current: str | None, acceptance: Mapping[str
         "status": meta.get("status"),
         "source": public_source(meta.get("source")),
         **{key: meta.get(key) for key in keys},
+        "calibration": record_of(meta),
         "acceptance": acceptance.get(version.version),
         "collected": version.collected,
     }

@@ -118,7 +118,14 @@ def _version_line(row: dict[str, Any]) -> str:
     status = row.get("status") or row.get("kind") or ""
     if row.get("collected"):
         status += " (weights collected)"
-    return f"{mark} {row['version']:<44} {row['created_at']:<26} {status:<9} {' '.join(scores) or '-'}"
+    scores.append(_calibration_word(row.get("calibration") or {}))
+    return f"{mark} {row['version']:<44} {row['created_at']:<26} {status:<9} {' '.join(scores)}"
+
+
+def _calibration_word(record: dict[str, Any]) -> str:
+    """"T=1.42" for a calibrated version, "T=1.00 uncalibrated" for one that fitted nothing."""
+    word = f"T={float(record.get('temperature', 1.0)):.2f}"
+    return word if record.get("calibrated") else f"{word} uncalibrated"
 
 
 @models.command("current")
@@ -137,15 +144,20 @@ def models_current(ctx: click.Context, project: int | None) -> None:
 @models.command("import")
 @click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--name", default=None, help="name part of the new version string")
+@click.option("--calibrate", "calibrate_on", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="labelled text/label TSV or CSV the checkpoint never saw: fit its temperature on it")
 @click.pass_context
-def models_import(ctx: click.Context, checkpoint: Path, name: str | None) -> None:
-    """Add a checkpoint directory (saved with save_pretrained elsewhere) as a new version and make it current."""
+def models_import(ctx: click.Context, checkpoint: Path, name: str | None, calibrate_on: Path | None) -> None:
+    """Add a checkpoint directory (saved with save_pretrained elsewhere) as a new version and make it current;
+    with --calibrate its confidence is calibrated (temperature scaling), else it serves uncalibrated."""
     from backend.model.loading import import_checkpoint
 
     try:
-        version = import_checkpoint(ModelStore(_settings(ctx).model_dir), checkpoint, name=name)
+        version = import_checkpoint(ModelStore(_settings(ctx).model_dir), checkpoint, name=name,
+                                    calibrate_on=calibrate_on)
     except BackendError as exc:
         _fail(exc)
+    click.echo(f"calibration: {_calibration_word(version.meta.get('calibration') or {})}", err=True)
     click.echo(version.version)
 
 

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from backend import calibration
 from backend.annotations import AnnotationSet, accepted_annotations
 from backend.catalog import record_acceptance
 from backend.config import Settings
@@ -32,7 +33,7 @@ from backend.holdout import Holdout
 from backend.labeling.spec import parse_spec
 from backend.model.types import Classifier, Example
 from backend.store import ModelStore, ModelVersion
-from backend.training import TrainParams, TrainProgress, evaluate, fine_tune, hold_out
+from backend.training import TrainParams, TrainProgress, evaluate, fine_tune, hold_out, score_predictions
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +187,7 @@ def retrain(
                            progress=lambda p: say("training", **_progress_fields(p)))
         say("evaluating", holdout=len(holdout))
         current = store.current_version(project) or base.version
-        candidate_metrics = evaluate(load_candidate(staged), holdout) if holdout else None
+        calibration_record, candidate_metrics = _calibrate(load_candidate(staged), base, validation, holdout)
         current_metrics = evaluate(classifier_of(current), holdout) if holdout else None
         decision = decide(candidate_metrics, current_metrics, len(holdout), policy, force=force)
         say("publishing")
@@ -197,6 +198,7 @@ def retrain(
             "data_hash": annotations.data_hash(), "counts": counts, "params": asdict(params),
             "training": result.summary(), "train_seconds": round(result.train_seconds, 1),
             "metrics": {"holdout": candidate_metrics}, "compared_metrics": {"holdout": current_metrics},
+            "calibration": calibration_record,
             "decision": asdict(decision), "status": "candidate", "job": label,
         }
         candidate = store.publish(staged, meta, name=f"p{project}-retrain", make_current=False)
@@ -213,6 +215,26 @@ def retrain(
     outcome = RetrainOutcome(candidate.version, current, decision, candidate_metrics, current_metrics, counts)
     log.info("project %s: %s", project, outcome.summary())
     return outcome
+
+
+def _calibrate(
+    candidate: Classifier, base: ModelVersion, validation: list[Example], holdout: list[Example]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The candidate's calibration record and its holdout metrics as it will serve: its temperature is fitted on
+    the validation slice (predicted at T=1, `candidate` being the freshly trained checkpoint) or, without one,
+    the parent's; ECE and log-loss before/after are measured on the holdout, which neither fit nor training saw."""
+    gold = [e.label for e in holdout]
+    raw = candidate.predict([e.text for e in holdout]) if holdout else []
+    if validation:
+        temperature = calibration.fit(candidate.predict([e.text for e in validation]), [e.label for e in validation])
+        record = calibration.fitted(temperature, "the validation slice (early-stopping rows)", len(validation),
+                                    "the project holdout", raw, gold)
+    else:
+        temperature = calibration.temperature_of(base.meta)
+        record = calibration.uncalibrated(
+            temperature, f"no validation slice (fewer than {EARLY_STOPPING_MIN_ROWS} training rows): keeps the "
+                         f"temperature of its parent {base.version}")
+    return record, score_predictions(calibration.calibrate(raw, temperature), gold) if holdout else None
 
 
 def _base_version(store: ModelStore, policy: RetrainPolicy, project: int) -> ModelVersion:

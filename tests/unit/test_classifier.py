@@ -218,3 +218,16 @@ def test_more_word_pieces_than_max_tokens_is_refused_before_any_forward_pass(
         classifier.predict(texts, max_tokens=26)
     assert (raised.value.tokens, raised.value.limit) == (27, 26)
     assert "MAX_TOKENS_PER_PREDICT=26" in str(raised.value)
+
+
+def test_a_temperature_changes_every_score_but_no_label(tiny_model_dir: Path) -> None:
+    raw = SentimentClassifier.from_path(tiny_model_dir, device="cpu").predict(TEXTS)
+    hot = SentimentClassifier.from_path(tiny_model_dir, device="cpu", temperature=0.25).predict(TEXTS)
+    assert [p.label for p in hot] == [p.label for p in raw]
+    for r, h in zip(raw, hot, strict=True):
+        assert h.score > r.score  # T < 1 sharpens: the top class gets surer
+        assert h.score == h.probs[h.label] and sum(h.probs.values()) == pytest.approx(1.0)
+        z = np.log([r.probs["NEGATIVE"], r.probs["POSITIVE"]]) / 0.25  # softmax(logits / T) from the raw output
+        assert h.probs["POSITIVE"] == pytest.approx(float(np.exp(z[1]) / np.exp(z).sum()), rel=1e-5)
+    with pytest.raises(ValueError, match="positive finite"):
+        SentimentClassifier.from_path(tiny_model_dir, device="cpu", temperature=-1.0)

@@ -114,3 +114,45 @@ def test_human_bytes() -> None:
 
     assert [_human_bytes(n) for n in (0, 1023, 1536, 90 * 2**20, 5 * 2**50)] == [
         "0 B", "1023 B", "1.5 KiB", "90.0 MiB", "5120.0 TiB"]
+
+
+def _labelled_tsv(path: Path, rows: int) -> Path:
+    lines = ["text\tlabel"] + [f"{'a fine film' if i % 2 else 'a dull mess'} number {i}\t{i % 2}" for i in range(rows)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_models_import_calibrate_fits_a_temperature_and_list_shows_it(tiny_model_dir: Path, tmp_path: Path) -> None:
+    env = {"MODEL_DIR": str(tmp_path / "models")}
+    runner = CliRunner()
+    plain = runner.invoke(main, ["models", "import", str(tiny_model_dir), "--name", "plain"], env=env)
+    assert plain.exit_code == 0, plain.output
+    data = _labelled_tsv(tmp_path / "calib.tsv", 60)
+    args = ["models", "import", str(tiny_model_dir), "--name", "fitted", "--calibrate", str(data)]
+    fitted = runner.invoke(main, args, env=env)
+    assert fitted.exit_code == 0, fitted.output
+    version = fitted.stdout.strip()
+    record = ModelStore(tmp_path / "models").get(version).meta["calibration"]
+    assert record["calibrated"] is True and record["temperature"] > 0
+    assert record["fitted_on"] == {"rows": 42, "description": "42 of 60 rows of calib.tsv (seeded)"}
+    assert record["measured_on"] == "the other 18 rows of calib.tsv"
+    assert record["before"]["rows"] == record["after"]["rows"] == 18
+    assert fitted.stderr.strip().splitlines()[-1] == f"calibration: T={record['temperature']:.2f}"
+
+    listing = runner.invoke(main, ["models", "list"], env=env)
+    rows = [line for line in listing.stdout.splitlines() if line[2:].startswith(("plain", "fitted"))]
+    lines = {line[2:].split()[0]: line for line in rows}
+    assert lines[plain.stdout.strip()].endswith("T=1.00 uncalibrated")
+    assert lines[version].endswith(f"T={record['temperature']:.2f}")
+    as_json = json.loads(runner.invoke(main, ["models", "list", "--json"], env=env).stdout)
+    assert {m["version"]: m["calibration"]["calibrated"] for m in as_json["models"]} == {
+        plain.stdout.strip(): False, version: True}
+
+
+def test_models_import_calibrate_refuses_too_few_rows(tiny_model_dir: Path, tmp_path: Path) -> None:
+    env = {"MODEL_DIR": str(tmp_path / "models")}
+    data = _labelled_tsv(tmp_path / "tiny.tsv", 10)
+    result = CliRunner().invoke(main, ["models", "import", str(tiny_model_dir), "--calibrate", str(data)], env=env)
+    assert result.exit_code == 2
+    assert "--calibrate" in result.stderr and "at least 20 labelled rows" in result.stderr
+    assert ModelStore(tmp_path / "models").list() == []

@@ -10,7 +10,7 @@ import pytest
 
 from backend.errors import InvalidCheckpoint, ModelUnavailable
 from backend.model.classifier import SentimentClassifier
-from backend.model.loading import ensure_current, import_checkpoint, unavailable_message
+from backend.model.loading import ensure_current, import_checkpoint, load_version, unavailable_message
 from backend.store import ModelStore
 
 pytestmark = pytest.mark.unit
@@ -88,3 +88,17 @@ def test_unreachable_hub_id_fails_fast_with_the_three_remedies(tmp_path: Path) -
 def test_unavailable_message_keeps_only_the_first_line_of_the_cause() -> None:
     message = unavailable_message("org/model", OSError("cannot connect\nsee the docs\nmore"))
     assert "OSError: cannot connect" in message and "see the docs" not in message and "\n" not in message
+
+
+def test_a_version_is_loaded_at_its_recorded_temperature(tiny_model_dir: Path, tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    plain = import_checkpoint(store, tiny_model_dir)
+    assert plain.meta["calibration"] == {"temperature": 1.0, "calibrated": False,
+                                         "reason": "imported without --calibrate: no labelled rows to fit on"}
+    scaled = store.publish(plain.path, {"calibration": {"temperature": 3.0, "calibrated": True}}, name="scaled")
+    assert load_version(plain, device="cpu", token_budget=2048, stride=128).temperature == 1.0
+    classifier = load_version(scaled, device="cpu", token_budget=2048, stride=128)
+    assert classifier.temperature == 3.0
+    [raw] = SentimentClassifier.from_path(plain.path, device="cpu").predict(["fine"])
+    [served] = classifier.predict(["fine"])
+    assert served.label == raw.label and abs(served.score - 0.5) < abs(raw.score - 0.5)

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from backend.catalog import acceptance_by_version, catalog
+from backend import calibration
+from backend.catalog import acceptance_by_version, catalog, describe
+from backend.cli import _version_line
 from backend.errors import NotEnoughAnnotations, NothingToRollBack, ProjectNotFound
 from backend.holdout import Holdout
 from backend.lines import promote, rollback
 from backend.model.classifier import SentimentClassifier
+from backend.model.loading import load_version
 from backend.retraining import RetrainPolicy, decide, retrain
 from backend.store import ModelStore
 from backend.training import TrainParams
@@ -70,8 +73,8 @@ def labelled(n: int, *, shuffle: set[int] | None = None, seed: int = 0) -> list[
 def run(store: ModelStore, studio: FakeStudio, **kw: object) -> object:
     loaded: dict[str, SentimentClassifier] = {}
 
-    def classifier_of(version: str) -> SentimentClassifier:
-        return loaded.setdefault(version, SentimentClassifier.from_path(store.get(version).path))
+    def classifier_of(version: str) -> SentimentClassifier:  # as the worker's cache loads them: at their temperature
+        return loaded.setdefault(version, load_version(store.get(version), device="cpu", token_budget=2048, stride=128))
 
     return retrain(studio, store, 1, kw.pop("policy", POLICY), classifier_of=classifier_of,  # type: ignore[arg-type]
                    load_candidate=SentimentClassifier.from_path, **kw)  # type: ignore[arg-type]
@@ -91,6 +94,15 @@ def test_a_candidate_better_on_the_holdout_is_published_and_promoted_with_its_re
     assert meta["metrics"]["holdout"]["accuracy"] > meta["compared_metrics"]["holdout"]["accuracy"]
     assert set(meta["metrics"]["holdout"]) >= {"accuracy", "macro_f1", "log_loss", "ece", "confusion"}
     assert len(meta["data_hash"]) == 16
+    calib = meta["calibration"]  # ≥ 100 training rows: a validation slice, so a fitted temperature
+    assert calib["calibrated"] is True and calib["temperature"] > 0
+    assert calib["fitted_on"]["rows"] == meta["counts"]["validation"] >= 20
+    assert calib["measured_on"] == "the project holdout"
+    assert calib["before"]["rows"] == calib["after"]["rows"] == meta["counts"]["holdout"]
+    assert calib["after"]["log_loss"] <= calib["before"]["log_loss"] + 0.05  # held-out rows: no guarantee, no blow-up
+    # the candidate was judged as it serves: its holdout metrics are the calibrated ones
+    assert meta["metrics"]["holdout"]["ece"] == pytest.approx(calib["after"]["ece"], abs=1e-6)
+    assert meta["metrics"]["holdout"]["log_loss"] == pytest.approx(calib["after"]["log_loss"], abs=1e-6)
     assert phases[0] == "loading annotations" and "training" in phases and phases[-1] == "promoting"
     assert store.history(1)[-1]["previous"] is None  # the project's first promotion made its line
     assert [h["version"] for h in store.history()] == [parent]
@@ -123,6 +135,22 @@ def test_too_small_a_holdout_trains_but_does_not_promote_unless_forced(store: Mo
     assert not kept.promoted and "TRAIN_MIN_HOLDOUT=1000" in kept.decision.reason  # type: ignore[attr-defined]
     forced = run(store, FakeStudio(0, exported=labelled(60)), policy=policy, force=True)
     assert forced.promoted and store.current_version(1) == forced.candidate  # type: ignore[attr-defined]
+
+
+def test_too_few_rows_for_a_validation_slice_inherit_the_parents_temperature(store: ModelStore) -> None:
+    parent = store.current_version()
+    assert parent is not None
+    store.update_meta(parent, calibration=calibration.fitted(1.7, "somewhere", 50))
+    outcome = run(store, FakeStudio(0, exported=labelled(60)))
+    meta = store.get(outcome.candidate).meta  # type: ignore[attr-defined]
+    assert meta["counts"]["validation"] == 0 and meta["counts"]["train"] < 100
+    assert meta["calibration"] == {
+        "temperature": 1.7, "calibrated": False,
+        "reason": f"no validation slice (fewer than 100 training rows): keeps the temperature of its parent {parent}"}
+    assert load_version(store.get(outcome.candidate), device="cpu", token_budget=2048,  # type: ignore[attr-defined]
+                        stride=128).temperature == 1.7
+    line = _version_line(describe(store.get(outcome.candidate), None, {}))  # type: ignore[attr-defined]
+    assert line.endswith("T=1.70 uncalibrated")
 
 
 def test_promote_and_rollback_move_current_and_keep_a_history(store: ModelStore, tmp_path: Path) -> None:

@@ -1,0 +1,78 @@
+"""The starter's calibration split (data/sst2) and a whole bootstrap on a tiny model and tiny data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backend import starter
+from backend.datasets import read_examples
+from backend.starter import CALIBRATION_FILE, Preset, bootstrap, split_calibration
+from backend.store import ModelStore
+from backend.training import TrainParams
+
+pytestmark = pytest.mark.unit
+
+DATA = Path(__file__).resolve().parents[2] / "data"
+
+
+def test_the_shipped_split_is_whole_sentences_kept_apart_from_training() -> None:
+    train = read_examples(DATA / "sst2" / "train.tsv")
+    rest, calibration_rows = split_calibration(train, DATA / "sst2" / CALIBRATION_FILE)
+    assert len(calibration_rows) == 1000 and min(len(e.text.split()) for e in calibration_rows) >= 15
+    texts = {e.text for e in calibration_rows}
+    assert not texts & {e.text for e in rest}
+    # no phrase left in training is a piece of a calibration sentence
+    some = sorted(texts)[:50]
+    assert not [e.text for e in rest if any(f" {e.text} " in f" {s} " for s in some)]
+    assert len(rest) == 53_787  # 66,973 − 1,000 sentences − 12,186 of their phrases
+
+
+def test_a_rows_file_that_does_not_match_train_is_refused(tmp_path: Path) -> None:
+    train = read_examples(DATA / "sst2" / "dev.tsv")  # not the train.tsv the file indexes
+    with pytest.raises(ValueError, match="is not a label-"):
+        split_calibration(train, DATA / "sst2" / CALIBRATION_FILE)
+    with pytest.raises(FileNotFoundError, match="devtools.sst2_calibration_split"):
+        split_calibration(train, tmp_path / CALIBRATION_FILE)
+
+
+def _tiny_sst2(root: Path) -> Path:
+    sentences = [(f"a {'wonderful' if i % 2 else 'dreadful'} film about the number {i} and more words", i % 2)
+                 for i in range(40)]
+    phrases = [(f"number {i} and more", i % 2) for i in range(40)]  # word-spans of the calibration sentences
+    other = [(f"{'great' if i % 2 else 'awful'} show {i}", i % 2) for i in range(60)]
+    rows = sentences + phrases + other
+    (root / "sst2").mkdir(parents=True)
+    (root / "sst2" / "train.tsv").write_text("text\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows))
+    (root / "sst2" / "dev.tsv").write_text("text\tlabel\n" + "".join(f"{t} too\t{y}\n" for t, y in other[:30]))
+    (root / "sst2" / CALIBRATION_FILE).write_text("row\tlabel\n" + "".join(f"{i}\t{i % 2}\n" for i in range(40)))
+    return root
+
+
+def test_bootstrap_fits_its_temperature_on_the_split_and_measures_it_on_dev(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[list[str]] = []
+    real_fine_tune = starter.fine_tune
+
+    def fine_tune(train, base, out, params, **kw):  # type: ignore[no-untyped-def]
+        seen.append([e.text for e in train] + [e.text for e in kw.get("eval_examples") or []])
+        return real_fine_tune(train, base, out, params, **kw)
+
+    tiny = Preset(TrainParams(epochs=1, learning_rate=1e-3, batch_size=16, seed=0), holdout=10)
+    monkeypatch.setattr(starter, "PRESETS", {"quick": tiny})
+    monkeypatch.setattr(starter, "base_model_dir", lambda: tiny_model_dir)
+    monkeypatch.setattr(starter, "fine_tune", fine_tune)
+    monkeypatch.setattr(starter.metadata, "version", lambda name: "0.1.0")
+    version = bootstrap(ModelStore(tmp_path / "models"), _tiny_sst2(tmp_path / "data"))
+    [used] = seen  # training and early-stopping rows: only the 60 unrelated phrases
+    assert sorted(used) == sorted(f"{'great' if i % 2 else 'awful'} show {i}" for i in range(60))
+    meta = version.meta
+    calib = meta["calibration"]
+    assert calib["calibrated"] is True and calib["temperature"] > 0
+    assert calib["fitted_on"] == {"rows": 40,
+                                  "description": "SST-2 train calibration split (sst2/calibration_rows.tsv)"}
+    assert calib["measured_on"] == "SST-2 dev" and calib["before"]["rows"] == calib["after"]["rows"] == 30
+    assert meta["metrics"]["sst2_dev"]["ece"] == pytest.approx(calib["after"]["ece"], abs=1e-6)
+    assert meta["data"] == {"train_rows": 50, "holdout_rows": 10, "dev_rows": 30, "calibration_rows": 40}
