@@ -92,4 +92,17 @@ def catalog(store: ModelStore, project: int | None = None) -> dict[str, Any]:
         "lines": store.lines(),
         "models": [describe(v, current, acceptance) for v in store.list()],
         "history": store.history(project if own else None)[-50:],
+        "prefill": _prefill(store, project, current),
     }
+
+
+def _prefill(store: ModelStore, project: int | None, current: str | None) -> dict[str, Any] | None:
+    """The project's stored pre-fill threshold for the version it is served (None: no project, or not assessed
+    for this version yet)."""
+    from backend import quality
+
+    record = quality.load(store.root, project) if project is not None else None
+    if not record or record.get("version") != current:
+        return None
+    prefill: dict[str, Any] | None = record.get("prefill")
+    return prefill

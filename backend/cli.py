@@ -105,6 +105,12 @@ def models_list(ctx: click.Context, project: int | None, as_json: bool) -> None:
     for row in listing["models"]:
         click.echo(_version_line(row))
     click.echo("lines: " + ", ".join(f"{name}={version}" for name, version in listing["lines"].items()))
+    if project is not None:
+        prefill = listing.get("prefill")
+        click.echo(f"pre-fill threshold of project {project}: " + (
+            "not assessed for this version yet" if prefill is None else
+            f"{prefill['threshold']} (coverage {prefill['coverage']:.0%})" if prefill["threshold"] is not None
+            else f"none ({prefill['reason']})"))
 
 
 def _version_line(row: dict[str, Any]) -> str:
@@ -311,6 +317,32 @@ def worker(ctx: click.Context, burst: bool, name: str | None) -> None:
         run_worker(_settings(ctx), burst=burst, name=name)
     except BackendError as exc:
         _fail(exc)
+
+
+@main.command("label-errors")
+@click.option("--project", type=click.IntRange(1, 2**31 - 1), required=True, help="Label Studio project id")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable (GET /projects/{id}/label-errors)")
+@click.pass_context
+def label_errors(ctx: click.Context, project: int, as_json: bool) -> None:
+    """Accepted annotations a model that never trained on them confidently disagrees with, lowest probability of
+    the given label first, and the project's pre-fill threshold: what the worker stored (no inference here)."""
+    from backend import quality
+
+    shown = quality.report(_settings(ctx).model_dir, project)
+    if as_json:
+        click.echo(json.dumps(shown, indent=2))
+        return
+    if not shown["assessed"]:
+        click.echo(f"project {project} has not been assessed yet: the worker does it after each training and bulk run")
+        return
+    prefill = shown["prefill"] or {}
+    threshold = prefill.get("threshold")
+    click.echo(f"project {project}, version {shown['version']}, assessed {shown['computed_at']}")
+    click.echo(f"pre-fill threshold: {threshold if threshold is not None else 'none'} ({prefill.get('reason', '')})")
+    click.echo(f"{shown['found']} likely label error(s) of {shown['scored']} scored (p(label) < {shown['max_p']})")
+    for row in shown["rows"]:
+        click.echo(f"  task {row['task_id']:<8} annotation {row['annotation_id']:<8} labelled {row['label']:<9} "
+                   f"p={row['p_label']:.3f}  model says {row['predicted']} ({row['version']}, {row['side']})")
 
 
 @main.command()

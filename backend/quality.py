@@ -138,6 +138,19 @@ def threshold_for(model_dir: Path | str, project: int | None, version: str) -> f
     return float(value) if value is not None else None
 
 
+def report(model_dir: Path | str, project: int) -> dict[str, Any]:
+    """What GET /projects/{id}/label-errors and `label-errors` show: the stored record's threshold and errors."""
+    record = load(model_dir, project)
+    if record is None:
+        return {"project": project, "assessed": False, "version": None, "computed_at": None, "prefill": None,
+                "max_p": None, "scored": 0, "found": 0, "rows": []}
+    errors = record.get("label_errors") or {}
+    return {"project": project, "assessed": True, "version": record.get("version"),
+            "computed_at": record.get("computed_at"), "rows_source": record.get("rows_source"),
+            "prefill": record.get("prefill"), "max_p": errors.get("max_p"), "scored": errors.get("scored", 0),
+            "found": errors.get("found", 0), "rows": [e.to_dict() for e in label_errors(record)]}
+
+
 def label_errors(record: dict[str, Any] | None) -> list[ScoredAnnotation]:
     """The stored likely label errors, lowest self-confidence first."""
     rows = ((record or {}).get("label_errors") or {}).get("rows") or []

@@ -108,3 +108,14 @@ async def rollback_version(body: RollbackRequest, request: Request) -> dict[str,
     promotion returns to the default line)."""
     restored = await run_in_threadpool(lambda: rollback(_store(request), body.version, project=body.project))
     return await run_in_threadpool(_moved, request, body.project, restored.version)
+
+
+@router.get("/projects/{project}/label-errors", responses=error_responses(422))
+async def project_label_errors(
+    request: Request, project: Annotated[int, Path(ge=1, le=MAX_ID)]
+) -> dict[str, Any]:
+    """The project's likely label errors (lowest probability of the given label first) and pre-fill threshold, as
+    the worker stored them after its last training or bulk run; `assessed: false` before the first. No inference."""
+    from backend import quality
+
+    return await run_in_threadpool(quality.report, _store(request).root, project)

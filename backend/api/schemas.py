@@ -213,6 +213,7 @@ class ModelsBody(BaseModel):
     lines: dict[str, str] = Field(description="every line → its current version")
     models: list[dict[str, Any]]
     history: list[dict[str, Any]]
+    prefill: dict[str, Any] | None = Field(default=None, description="the project's pre-fill threshold, if assessed")
 
 
 class CurrentBody(BaseModel):
