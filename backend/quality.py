@@ -28,7 +28,6 @@ from typing import Any
 
 from backend.annotations import accepted_annotations
 from backend.config import Settings
-from backend.errors import ModelUnavailable
 from backend.holdout import Holdout, project_dir
 from backend.label_errors import AnnotatedText, ScoredAnnotation, Side, likely_label_errors, score_annotations
 from backend.labeling.spec import parse_spec
@@ -60,12 +59,13 @@ class Policy:
 def assess_project(
     studio: StudioClient, store: ModelStore, project: int, *, classifier_of: Callable[[str], Classifier],
     policy: Policy, include_prediction_copies: bool = False,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Read the project's accepted annotations from Label Studio, assess the version it is served and store the
-    record; the record. Idempotent: running it twice writes the same thing."""
+    record; the record (None for an empty store: nothing is served, nothing to assess). Idempotent."""
     version = store.current_version(project)
     if version is None:
-        raise ModelUnavailable("the model store has no version to assess")
+        log.info("project %s: the model store is empty; nothing to assess", project)
+        return None
     served = classifier_of(version)
     spec = parse_spec(studio.project(project).label_config, served.labels)
     accepted = accepted_annotations(studio.export(project), spec, include_prediction_copies=include_prediction_copies)

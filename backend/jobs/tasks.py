@@ -254,6 +254,8 @@ def assess_project(project: int) -> dict[str, Any]:
         policy=quality.Policy.from_settings(ctx.settings),
         include_prediction_copies=ctx.settings.train_on_prediction_copies,
     )
+    if record is None:
+        return {"skipped": "the model store is empty"}
     return {"version": record["version"], "threshold": record["prefill"]["threshold"],
             "label_errors": record["label_errors"]["found"]}
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from backend import quality
 from backend.config import Settings
 from backend.jobs import queues, tasks
 from backend.jobs.queues import cancel_run, enqueue_training, job_errors
@@ -62,6 +63,10 @@ def test_a_training_job_promotes_a_better_model_and_reports_it(redis_conn, store
     assert store.current_version() == parent and store.current_version(2) == parent  # only project 1's line moved
     assert shown["counts"]["annotations"] == 160 and run.info["metrics"]["accuracy"] == 1.0
     assert shown["label_studio"] == "set" and shown["gc_bytes_freed"] == 0  # Label Studio follows; nothing to collect
+    assessed = quality.load(store.root, 1)  # the assessment the training enqueued ran on the new version
+    assert assessed is not None and assessed["version"] == shown["candidate"]
+    assert assessed["prefill"]["rows"] == shown["counts"]["holdout"]  # scored only on rows it never trained on
+    assert assessed["label_errors"]["parent"] == parent
     assert shown["summary"].startswith(f"promoted {shown['candidate']}")
     assert 0 < shown["step"] <= shown["total_steps"] and shown["epoch"] > 0 and shown["loss"] is not None
 
