@@ -86,7 +86,8 @@ def test_models_list_shows_the_baked_version_as_current(built_image: BuiltImage)
     assert built_image.version in listed.stdout
     with working_container(built_image.tag) as container:
         plain = container.run(["sentiment-backend", "models", "list"]).stdout.splitlines()
-    assert [line.split()[:2] for line in plain] == [["*", built_image.version], ["lines:", f"default={built_image.version}"]]
+    assert [line.split()[:2] for line in plain] == [
+        ["*", built_image.version], ["lines:", f"default={built_image.version}"]]
 
 
 def test_healthcheck_and_offline_settings_survive_the_build(built_image: BuiltImage) -> None:
