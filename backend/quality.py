@@ -26,8 +26,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from backend.annotations import accepted_annotations
+from backend import tabs
+from backend.annotations import KEPT, accepted_annotations
 from backend.config import Settings
+from backend.errors import LabelStudioError
 from backend.holdout import Holdout, project_dir
 from backend.label_errors import AnnotatedText, ScoredAnnotation, Side, likely_label_errors, score_annotations
 from backend.labeling.spec import parse_spec
@@ -76,6 +78,13 @@ def assess_project(
     record = assess(project, version, rows, trained=trained, classifier_of=classifier_of,
                     parent=str(parent) if parent else None, policy=policy)
     save(store.root, project, record)
+    kept = [r.annotation_id for r in accepted.rows if r.origin == KEPT]
+    specs = tabs.tab_specs(record["prefill"]["threshold"], [e.annotation_id for e in label_errors(record)],
+                           tabs.audit_sample(kept, seed=project), version)
+    try:
+        record["tabs"] = tabs.refresh(studio, project, specs)
+    except LabelStudioError as exc:  # the record stands; the next assessment refreshes the tabs again
+        log.warning("project %s: review tabs not refreshed: %s", project, exc)
     shown = record["prefill"]
     log.info("project %s on %s: pre-fill threshold %s over %d row(s); %d likely label error(s)", project, version,
              shown["threshold"], shown["rows"], record["label_errors"]["found"])

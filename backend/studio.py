@@ -190,6 +190,23 @@ class StudioClient:
         with _mapped(f"selecting model version on project {project_id}", project_id=project_id):
             self.client.projects.update(id=project_id, model_version=version)
 
+    def views(self, project_id: int) -> list[dict[str, Any]]:
+        """The project's saved Data Manager tabs: id and data (title, filters, ordering, ...)."""
+        with _mapped(f"listing the tabs of project {project_id}", project_id=project_id):
+            found = self.client.views.list(project=project_id)
+        return [{"id": int(v.id), "data": dict(v.data or {})} for v in found if v.id is not None]
+
+    def create_view(self, project_id: int, data: dict[str, Any]) -> int:
+        """A new saved tab in the project; its id."""
+        with _mapped(f"creating a tab in project {project_id}", project_id=project_id):
+            view = self.client.views.create(project=project_id, data=data)
+        return int(view.id or 0)
+
+    def update_view(self, view_id: int, project_id: int, data: dict[str, Any]) -> None:
+        """Replace a saved tab's data."""
+        with _mapped(f"updating tab {view_id} of project {project_id}", project_id=project_id):
+            self.client.views.update(id=str(view_id), project=project_id, data=data)
+
     def _get(self, path: str, params: dict[str, Any], what: str) -> dict[str, Any]:
         wrapper = self.client._client_wrapper  # the SDK's authenticated httpx client (refreshes a PAT)
         with _mapped(what, project_id=params.get("project")):

@@ -28,6 +28,7 @@ class FakeStudio:
     poison: set[int] = field(default_factory=set)  # reading any of these tasks always answers 502
     calls: list[str] = field(default_factory=list)
     exported: list[dict[str, Any]] = field(default_factory=list)  # what export() answers (annotated tasks)
+    saved_views: dict[int, dict[str, Any]] = field(default_factory=dict)  # the project's Data Manager tabs
     _next_id: int = 1
 
     def __post_init__(self) -> None:
@@ -51,6 +52,20 @@ class FakeStudio:
         if project_id != 1:
             raise ProjectNotFound(f"Label Studio has no project {project_id}")
         return ProjectInfo(id=1, title="fake", label_config=self.label_config, model_version=self.selected)
+
+    def views(self, project_id: int) -> list[dict[str, Any]]:
+        self._call("views")
+        return [{"id": i, "data": dict(d)} for i, d in sorted(self.saved_views.items())]
+
+    def create_view(self, project_id: int, data: dict[str, Any]) -> int:
+        self._call("create_view")
+        view_id = max(self.saved_views, default=0) + 1
+        self.saved_views[view_id] = dict(data)
+        return view_id
+
+    def update_view(self, view_id: int, project_id: int, data: dict[str, Any]) -> None:
+        self._call("update_view")
+        self.saved_views[view_id] = dict(data)
 
     def export(self, project_id: int) -> list[dict[str, Any]]:
         self._call("export")
