@@ -192,9 +192,8 @@ class StudioClient:
 
     def views(self, project_id: int) -> list[dict[str, Any]]:
         """The project's saved Data Manager tabs: id and data (title, filters, ordering, ...)."""
-        with _mapped(f"listing the tabs of project {project_id}", project_id=project_id):
-            found = self.client.views.list(project=project_id)
-        return [{"id": int(v.id), "data": dict(v.data or {})} for v in found if v.id is not None]
+        found: Any = self._get("api/dm/views", {"project": project_id}, f"listing the tabs of project {project_id}")
+        return [{"id": int(v["id"]), "data": dict(v.get("data") or {})} for v in found if isinstance(v, dict)]
 
     def create_view(self, project_id: int, data: dict[str, Any]) -> int:
         """A new saved tab in the project; its id."""
@@ -207,14 +206,14 @@ class StudioClient:
         with _mapped(f"updating tab {view_id} of project {project_id}", project_id=project_id):
             self.client.views.update(id=str(view_id), project=project_id, data=data)
 
-    def _get(self, path: str, params: dict[str, Any], what: str) -> dict[str, Any]:
+    def _get(self, path: str, params: dict[str, Any], what: str) -> Any:
+        """The JSON Label Studio answers a GET with (exact, not through the SDK's models)."""
         wrapper = self.client._client_wrapper  # the SDK's authenticated httpx client (refreshes a PAT)
         with _mapped(what, project_id=params.get("project")):
             reply = wrapper.httpx_client.request(path, method="GET", params=params)
             if reply.status_code >= 400:
                 raise ApiError(status_code=reply.status_code, body=_short_body(reply))
-            body: dict[str, Any] = reply.json()
-        return body
+            return reply.json()
 
 
 def studio_for(url: str, api_key: str | None, timeout_s: float = 60.0) -> StudioClient:
