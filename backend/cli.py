@@ -345,6 +345,48 @@ def label_errors(ctx: click.Context, project: int, as_json: bool) -> None:
                    f"p={row['p_label']:.3f}  model says {row['predicted']} ({row['version']}, {row['side']})")
 
 
+@main.command("report")
+@click.option("--project", type=click.IntRange(1, 2**31 - 1), required=True, help="Label Studio project id")
+@click.option("--version", default=None, help="the version to report on (default: the one the project is served)")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True, path_type=Path), required=True,
+              help="where to write the HTML page")
+@click.option("--stored", is_flag=True, help="copy the page the worker stored (no Label Studio, no model)")
+@click.pass_context
+def report_command(ctx: click.Context, project: int, version: str | None, out: Path, stored: bool) -> None:
+    """The evaluation report of a version for a project as one self-contained HTML page: rendered now from Label
+    Studio's export (LABEL_STUDIO_API_KEY) and the model (stored for GET /models/{version}/report too), or with
+    --stored the one the worker rendered after its last training or bulk run."""
+    from backend import report
+
+    settings = _settings(ctx)
+    store = ModelStore(settings.model_dir)
+    try:
+        chosen = version or _current_or_exit(settings, project)
+        if stored:
+            page = report.stored(store.root, project, chosen)
+        else:
+            page = _render_report(settings, store, project, chosen)
+    except BackendError as exc:
+        _fail(exc)
+    out.write_text(page, encoding="utf-8")
+    click.echo(str(out))
+
+
+def _render_report(settings: Settings, store: ModelStore, project: int, version: str) -> str:
+    """backend.report.build with this process's Label Studio client and a classifier loaded for the version."""
+    from backend import report
+    from backend.model.cache import checkpoint_loader
+    from backend.studio import studio_for
+
+    if settings.label_studio_api_key is None:
+        _fail(ValueError("rendering a report reads Label Studio: set LABEL_STUDIO_API_KEY (or use --stored)"))
+    key = settings.label_studio_api_key.get_secret_value() if settings.label_studio_api_key else ""
+    loader = checkpoint_loader(settings)
+    return report.build(studio_for(settings.label_studio_url, key, settings.label_studio_timeout_s), store, project,
+                        version, lambda v: loader(store.get(v)),
+                        include_prediction_copies=settings.train_on_prediction_copies)
+
+
 @main.command()
 @click.option("--project", type=int, required=True, help="Label Studio project id")
 @click.option("--chunk-size", type=click.IntRange(1, 5000), default=None, help="tasks per chunk job")

@@ -115,6 +115,13 @@ class ProjectNotFound(LabelStudioError):
     status = 404
 
 
+class ReportNotFound(BackendError):
+    """No evaluation report is stored for that project and version (the worker renders one after each training or
+    bulk run; `sentiment-backend report` renders one now). HTTP 404."""
+
+    status = 404
+
+
 class NotEnoughAnnotations(BackendError):
     """A project has too few accepted annotations to train on. HTTP 422."""
 

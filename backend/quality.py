@@ -72,9 +72,8 @@ def assess_project(
     spec = parse_spec(studio.project(project).label_config, served.labels)
     accepted = accepted_annotations(studio.export(project), spec, include_prediction_copies=include_prediction_copies)
     rows = [AnnotatedText(r.task_id, r.annotation_id, r.text, r.label) for r in accepted.rows]
-    own_line = store.has_line(project)
-    trained = Holdout(store.root, project).load().train if own_line else set()
-    parent = store.get(version).meta.get("parent") if own_line else None
+    trained = trained_task_ids(store, project)
+    parent = store.get(version).meta.get("parent") if store.has_line(project) else None
     record = assess(project, version, rows, trained=trained, classifier_of=classifier_of,
                     parent=str(parent) if parent else None, policy=policy)
     save(store.root, project, record)
@@ -89,6 +88,12 @@ def assess_project(
     log.info("project %s on %s: pre-fill threshold %s over %d row(s); %d likely label error(s)", project, version,
              shown["threshold"], shown["rows"], record["label_errors"]["found"])
     return record
+
+
+def trained_task_ids(store: ModelStore, project: int) -> set[int]:
+    """The project's task ids its line trained on (none on the default line: see the module docstring); every
+    other accepted annotation is out of sample for the version it is served."""
+    return Holdout(store.root, project).load().train if store.has_line(project) else set()
 
 
 def assess(

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
@@ -119,3 +120,19 @@ async def project_label_errors(
     from backend import quality
 
     return await run_in_threadpool(quality.report, _store(request).root, project)
+
+
+# the page holds annotators' text and version strings: escaped, but a browser is still told to run nothing
+REPORT_HEADERS = {"Content-Security-Policy": "default-src 'none'; img-src data:; style-src 'unsafe-inline'"}
+
+
+@router.get("/models/{version}/report", response_class=HTMLResponse, responses=error_responses(404, 422))
+async def model_report(
+    request: Request, version: VersionPath, project: Annotated[int, Query(ge=1, le=MAX_ID)]
+) -> HTMLResponse:
+    """The evaluation report of a version for a project (one self-contained HTML page) as the worker stored it
+    after its last training or bulk run; 404 when none is stored. Never renders."""
+    from backend import report
+
+    page = await run_in_threadpool(report.stored, _store(request).root, project, version)
+    return HTMLResponse(page, headers=REPORT_HEADERS)

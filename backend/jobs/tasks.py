@@ -18,7 +18,7 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
-from backend import quality
+from backend import quality, report
 from backend.config import Settings
 from backend.errors import BackendError, JobNotFound, LabelStudioError
 from backend.jobs import metrics
@@ -257,7 +257,19 @@ def assess_project(project: int) -> dict[str, Any]:
     if record is None:
         return {"skipped": "the model store is empty"}
     return {"version": record["version"], "threshold": record["prefill"]["threshold"],
-            "label_errors": record["label_errors"]["found"]}
+            "label_errors": record["label_errors"]["found"], "report": _render_report(ctx, project, record["version"])}
+
+
+def _render_report(ctx: WorkerContext, project: int, version: str) -> bool:
+    """Render and store the version's evaluation report (backend.report); a failure is logged, never raised: the
+    assessment it follows is what the job is for."""
+    try:
+        report.build(ctx.studio(), ctx.store, project, version, ctx.models.get,
+                     include_prediction_copies=ctx.settings.train_on_prediction_copies)
+    except Exception:  # the page is a by-product: matplotlib, a full disk or Label Studio must not fail the job
+        log.warning("project %s: the evaluation report of %s was not rendered", project, version, exc_info=True)
+        return False
+    return True
 
 
 def _not_cancelled(runs: RunStore, run_id: str) -> None:
