@@ -256,12 +256,26 @@ def test_after_a_training_the_review_tabs_and_the_threshold_are_in_label_studio(
     errors = ours["Likely label errors"]["data"]["filters"]["items"][0]
     assert errors["filter"] == "filter:tasks:annotations_ids"
     assert errors["value"] == (",".join(str(r["annotation_id"]) for r in stored["rows"]) or "0")
-    # what Label Studio lists in the Uncertain tab: unlabeled tasks, every one scoring under t
-    listed = studio._get("api/tasks", {"project": a, "view": ours["Uncertain"]["id"], "fields": "all"}, "test")
-    assert listed["tasks"], "the task opened in the first test is unlabeled and has a score"
-    for task in listed["tasks"]:
-        assert task["total_annotations"] == 0, task
-        assert threshold is None or (task["predictions_score"] or 0) < threshold, task
+    # what Label Studio lists in the Uncertain tab: exactly the unlabeled tasks scoring under t, lowest first
+    assert _uncertain_ids(studio, a, ours["Uncertain"]["id"]) == _expected_uncertain(studio, a, threshold)
+    # B (default line, no annotations) has no threshold: its tab lists every unlabeled task, lowest score first
+    b_tabs = {v["data"]["sentiment_backend"]["tab"]: v for v in studio.views(promoted.other)
+              if "sentiment_backend" in v["data"]}
+    assert b_tabs["Uncertain"]["data"]["title"] == "Uncertain (no threshold yet)"
+    listed_b = _uncertain_ids(studio, promoted.other, b_tabs["Uncertain"]["id"])
+    assert len(listed_b) >= 5 and listed_b == _expected_uncertain(studio, promoted.other, None)
+
+
+def _uncertain_ids(studio: StudioClient, project: int, view: int) -> list[int]:
+    listed = studio._get("api/tasks", {"project": project, "view": view, "fields": "all"}, "listing a tab")
+    return [int(t["id"]) for t in listed["tasks"]]
+
+
+def _expected_uncertain(studio: StudioClient, project: int, threshold: float | None) -> list[int]:
+    every = studio._get("api/tasks", {"project": project, "fields": "all", "page_size": 1000}, "listing tasks")
+    rows = [(t["predictions_score"], int(t["id"])) for t in every["tasks"] if t["total_annotations"] == 0
+            and (threshold is None or (t["predictions_score"] is not None and t["predictions_score"] < threshold))]
+    return [task for _, task in sorted(rows, key=lambda r: (r[0] is None, r[0] or 0.0, r[1]))]
 
 
 def test_a_candidate_trained_on_shuffled_labels_is_rejected_and_the_current_version_stays(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from backend import quality
+from backend import quality, report
 from backend.config import Settings
 from backend.jobs import queues, tasks
 from backend.jobs.queues import cancel_run, enqueue_training, job_errors
@@ -67,6 +67,9 @@ def test_a_training_job_promotes_a_better_model_and_reports_it(redis_conn, store
     assert assessed is not None and assessed["version"] == shown["candidate"]
     assert assessed["prefill"]["rows"] == shown["counts"]["holdout"]  # scored only on rows it never trained on
     assert assessed["label_errors"]["parent"] == parent
+    assert report.path(store.root, 1, shown["candidate"]).is_file()  # and rendered its evaluation report
+    assert {v["sentiment_backend"]["tab"] for v in trainer.saved_views.values()} == {  # and refreshed the tabs
+        "Uncertain", "Likely label errors", "Audit sample"}
     assert shown["summary"].startswith(f"promoted {shown['candidate']}")
     assert 0 < shown["step"] <= shown["total_steps"] and shown["epoch"] > 0 and shown["loss"] is not None
 
