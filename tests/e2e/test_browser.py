@@ -1,19 +1,39 @@
-"""What an annotator sees: the real Label Studio UI in headless Debian chromium shows our prediction pre-filled.
+"""What an annotator and an admin see: the real Label Studio UI in headless Debian chromium shows our prediction
+pre-filled (with PREFILL=confident, only above the project's threshold), and the evaluation report opens offline.
 
 playwright's Python driver with the system browser (never `playwright install`); every request that is not to
-the loopback Label Studio is aborted. The screenshot goes to test-artifacts/labeling-prefilled.png.
+the loopback Label Studio (or, for the report, our backend) is aborted. Screenshots go to test-artifacts/:
+labeling-prefilled.png, labeling-confident-under-threshold.png, labeling-confident-over-threshold.png,
+evaluation-report.png.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from playwright.sync_api import Browser, Page, Route, sync_playwright
 
-from tests.e2e.conftest import ARTIFACTS, Backend, SentimentProject, Studio
+from backend import quality, report
+from devtools.labelstudio_server import free_port
+from tests.e2e.conftest import (
+    ARTIFACTS,
+    SENTIMENT_XML,
+    Backend,
+    SentimentProject,
+    Studio,
+    _stop,
+    _wait_for_backend,
+    cli_executable,
+    connect_with_cli,
+    sst2_dev_texts,
+    task_ids,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -109,3 +129,101 @@ def test_task_opens_with_our_prediction_checked(
     title = score.get_attribute("title") or ""  # "Prediction score = 0.503422"
     assert float(title.split("=")[1]) == pytest.approx(prediction.score, abs=1e-6), title
     assert f"{prediction.score * 100:.2f}%" in score.inner_text()
+
+
+@pytest.fixture(scope="module")
+def confident_backend(e2e_dir: Path, backend: Backend) -> Iterator[Backend]:
+    """A second `serve` on the session's store with PREFILL=confident."""
+    port = free_port()
+    handle = dataclasses.replace(backend, url=f"http://127.0.0.1:{port}", log_path=e2e_dir / "confident.log",
+                                 env={**backend.env, "PREFILL": "confident"})
+    with handle.log_path.open("ab") as out:
+        process = subprocess.Popen([cli_executable(), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                                   env=handle.env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        _wait_for_backend(handle, process)
+        yield handle
+    finally:
+        _stop(process)
+
+
+def _scores(backend: Backend, texts: list[str]) -> list[float]:
+    body = {"tasks": [{"id": i, "data": {"text": t}} for i, t in enumerate(texts)],
+            "label_config": SENTIMENT_XML.read_text()}
+    reply = requests.post(f"{backend.url}/predict", json=body, auth=backend.auth, timeout=60)
+    assert reply.status_code == 200, reply.text
+    return [float(r["score"]) for r in reply.json()["results"]]
+
+
+def _opened_choices(page: Page, url: str, shot: str) -> list[str]:
+    page.goto(url)
+    page.wait_for_selector("input[type=checkbox], input[type=radio]", state="attached")
+    page.wait_for_timeout(2500)  # the prediction (or its absence) settles into the editor
+    page.screenshot(path=str(ARTIFACTS / shot))
+    return [label_of(text) for text in page.evaluate(CHECKED_CHOICES)]
+
+
+def test_confident_prefill_opens_a_task_under_the_threshold_with_nothing_selected(
+    page: Page, label_studio: Studio, confident_backend: Backend
+) -> None:
+    texts = sst2_dev_texts(40)
+    scores = _scores(confident_backend, texts)
+    ranked = sorted(range(len(texts)), key=lambda i: scores[i])
+    low, high = ranked[0], ranked[-1]
+    assert scores[high] - scores[low] > 1e-4, "the model scores every text alike"
+    threshold = (scores[low] + scores[high]) / 2
+    client = label_studio.client
+    project = client.projects.create(title="e2e PREFILL=confident", label_config=SENTIMENT_XML.read_text())
+    assert project.id is not None
+    client.projects.import_tasks(id=project.id, request=[{"text": texts[low]}, {"text": texts[high]}])
+    low_task, high_task = task_ids(client, project.id)
+    # the assessment the worker would store (its computation is tested in the redis and e2e tiers)
+    quality.save(confident_backend.model_dir, project.id, {
+        "project": project.id, "version": confident_backend.version, "computed_at": "test", "rows_source": "test",
+        "prefill": {"threshold": threshold, "coverage": 0.5, "rows": 200, "reason": "set by the test"},
+        "label_errors": {"max_p": 0.1, "scored": 0, "found": 0, "parent": None, "rows": []}})
+    connect_with_cli(label_studio, confident_backend, project.id)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    base = f"{label_studio.url}/projects/{project.id}/data?task="
+    assert _opened_choices(page, base + str(low_task), "labeling-confident-under-threshold.png") == []
+    high_choices = _opened_choices(page, base + str(high_task), "labeling-confident-over-threshold.png")
+    (under,) = client.predictions.list(task=low_task)  # Label Studio stored what /predict answered
+    (over,) = client.predictions.list(task=high_task)
+    assert under.result == [] and under.score == pytest.approx(scores[low], abs=1e-6)
+    assert under.model_version == over.model_version == confident_backend.version
+    assert high_choices == [over.result[0]["value"]["choices"][0]]
+
+
+def test_the_evaluation_report_opens_offline_and_shows_its_plots(browser: Browser, backend: Backend) -> None:
+    rows = [report.ScoredRow(label="POSITIVE" if i % 3 else "NEGATIVE", predicted="POSITIVE",
+                             score=0.5 + (i % 50) / 100, raw_score=0.5 + (i % 50) / 90) for i in range(200)]
+    data = report.ReportData(project=424242, version=backend.version, labels=("NEGATIVE", "POSITIVE"), rows=rows,
+                             temperature=1.3, prefill={"threshold": 0.9, "coverage": 0.2, "rows": 200},
+                             generated_at="test")
+    report.save(backend.model_dir, 424242, backend.version, report.render(data))
+    context = browser.new_context(viewport={"width": 1400, "height": 900},
+                                  http_credentials={"username": backend.user, "password": backend.password})
+    offline: list[str] = []
+
+    def ours_only(route: Route) -> None:
+        if route.request.url.startswith(backend.url):
+            route.continue_()
+        else:
+            offline.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", ours_only)
+    page = context.new_page()
+    try:
+        reply = page.goto(f"{backend.url}/models/{backend.version}/report?project=424242")
+        assert reply is not None and reply.status == 200
+        images = page.locator("img")
+        assert images.count() == 6
+        loaded = page.evaluate("() => Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
+        assert loaded == [True] * 6  # every plot decoded, from the page itself
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "evaluation-report.png"), full_page=True)
+        assert offline == [], f"the page asked for {offline}"
+    finally:
+        context.close()
