@@ -171,7 +171,7 @@ def test_confident_prefill_opens_a_task_under_the_threshold_with_nothing_selecte
     scores = _scores(confident_backend, texts)
     ranked = sorted(range(len(texts)), key=lambda i: scores[i])
     low, high = ranked[0], ranked[-1]
-    assert scores[high] - scores[low] > 1e-4, "the model scores every text alike"
+    assert scores[high] - scores[low] > 2e-6, "the model scores every text alike"  # scores carry 6 decimals
     threshold = (scores[low] + scores[high]) / 2
     client = label_studio.client
     project = client.projects.create(title="e2e PREFILL=confident", label_config=SENTIMENT_XML.read_text())
@@ -188,11 +188,14 @@ def test_confident_prefill_opens_a_task_under_the_threshold_with_nothing_selecte
     base = f"{label_studio.url}/projects/{project.id}/data?task="
     assert _opened_choices(page, base + str(low_task), "labeling-confident-under-threshold.png") == []
     high_choices = _opened_choices(page, base + str(high_task), "labeling-confident-over-threshold.png")
-    (under,) = client.predictions.list(task=low_task)  # Label Studio stored what /predict answered
-    (over,) = client.predictions.list(task=high_task)
-    assert under.result == [] and under.score == pytest.approx(scores[low], abs=1e-6)
-    assert under.model_version == over.model_version == confident_backend.version
-    assert high_choices == [over.result[0]["value"]["choices"][0]]
+    # what Label Studio stored from /predict (opening a task in the browser can ask twice at once, Label Studio's
+    # own race between its two task requests: each copy is checked; a bulk run's repair removes such copies)
+    under = list(client.predictions.list(task=low_task))
+    over = list(client.predictions.list(task=high_task))
+    assert under and over
+    assert all(p.result == [] and p.score == pytest.approx(scores[low], abs=1e-6) for p in under), under
+    assert {p.model_version for p in under + over} == {confident_backend.version}
+    assert {p.result[0]["value"]["choices"][0] for p in over} == set(high_choices) and len(high_choices) == 1
 
 
 def test_the_evaluation_report_opens_offline_and_shows_its_plots(browser: Browser, backend: Backend) -> None:
@@ -200,6 +203,9 @@ def test_the_evaluation_report_opens_offline_and_shows_its_plots(browser: Browse
                              score=0.5 + (i % 50) / 100, raw_score=0.5 + (i % 50) / 90) for i in range(200)]
     data = report.ReportData(project=424242, version=backend.version, labels=("NEGATIVE", "POSITIVE"), rows=rows,
                              temperature=1.3, prefill={"threshold": 0.9, "coverage": 0.2, "rows": 200},
+                             acceptance={backend.version: {"kept": 30, "corrected": 10, "acceptance_rate": 0.75}},
+                             line=[report.LinePoint("parent-20260101-000000", "2026-01-01", "promoted", 0.81, 40),
+                                   report.LinePoint(backend.version, "2026-12-01", "promoted", 0.86, 40)],
                              generated_at="test")
     report.save(backend.model_dir, 424242, backend.version, report.render(data))
     context = browser.new_context(viewport={"width": 1400, "height": 900},
