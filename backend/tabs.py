@@ -68,17 +68,20 @@ def tab_specs(
 
 
 def refresh(studio: StudioClient, project: int, specs: Sequence[dict[str, Any]]) -> dict[str, str]:
-    """Create or update our tabs in the project (matched by marker, never by title); what happened to each."""
-    ours: dict[str, Any] = {}
+    """Create or update our tabs in the project (matched by marker, never by title; unchanged ones are not written);
+    what happened to each."""
+    ours: dict[str, dict[str, Any]] = {}
     for existing in studio.views(project):
         marker = (existing.get("data") or {}).get(MARKER)
         if isinstance(marker, dict) and marker.get("tab"):
-            ours[str(marker["tab"])] = existing["id"]
+            ours[str(marker["tab"])] = existing
     done = {}
     for spec in specs:
         name = spec[MARKER]["tab"]
-        if name in ours:
-            studio.update_view(ours[name], project, spec)
+        if name in ours and all(ours[name]["data"].get(key) == value for key, value in spec.items()):
+            done[name] = "unchanged"  # no write: a refresh with nothing new leaves Label Studio alone
+        elif name in ours:
+            studio.update_view(ours[name]["id"], project, spec)
             done[name] = "updated"
         else:
             studio.create_view(project, spec)

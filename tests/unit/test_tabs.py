@@ -42,5 +42,8 @@ def test_a_refresh_updates_its_own_tabs_and_never_a_persons() -> None:
     ours = {v["sentiment_backend"]["tab"]: v for k, v in studio.saved_views.items() if k != 1}
     uncertain = ours["Uncertain"]
     assert uncertain["filters"]["items"][1]["value"] == 0.9 and uncertain["sentiment_backend"]["version"] == "v2"
+    writes = len(studio.calls)
+    same = tabs.refresh(studio, 1, tabs.tab_specs(0.9, [12], [30], "v2"))  # type: ignore[arg-type]
+    assert set(same.values()) == {"unchanged"} and studio.calls[writes:] == ["views"]  # read, nothing written
     del studio.saved_views[2]  # a person deletes our "Uncertain": it comes back at the next refresh
     assert tabs.refresh(studio, 1, tabs.tab_specs(0.9, [], [], "v2"))["Uncertain"] == "created"  # type: ignore[arg-type]
