@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
@@ -126,7 +126,8 @@ async def project_label_errors(
 REPORT_HEADERS = {"Content-Security-Policy": "default-src 'none'; img-src data:; style-src 'unsafe-inline'"}
 
 
-@router.get("/models/{version}/report", response_class=HTMLResponse, responses=error_responses(404, 422))
+@router.get("/models/{version}/report", response_class=Response, responses={
+    200: {"content": {"text/html": {}}, "description": "one self-contained HTML page"}, **error_responses(404, 422)})
 async def model_report(
     request: Request, version: VersionPath, project: Annotated[int, Query(ge=1, le=MAX_ID)]
 ) -> HTMLResponse:
