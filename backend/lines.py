@@ -60,14 +60,11 @@ def follow_in_studio(studio: Callable[[], StudioClient], project: int, version: 
     and the project's next pre-labeling run (PRELABEL_AFTER_PROMOTION starts one) selects it when it finishes."""
     try:
         studio().select_model_version(project, version)
-    except LabelStudioError as exc:
-        if exc.http_status == 400:  # Label Studio selects only a version the project has predictions of
+    except BackendError as exc:  # LabelStudioError and its kinds, a missing token (LabelStudioAuthError) included
+        if isinstance(exc, LabelStudioError) and exc.http_status == 400:  # a version with no predictions yet
             log.info("project %s: Label Studio's model_version follows %s once the project has predictions of it",
                      project, version)
             return PENDING
-        log.warning("project %s: Label Studio's model_version not set to %s: %s", project, version, exc)
-        return f"not set: {type(exc).__name__}"
-    except BackendError as exc:  # a missing token
         log.warning("project %s: Label Studio's model_version not set to %s: %s", project, version, exc)
         return f"not set: {type(exc).__name__}"
     log.info("project %s: Label Studio's model_version set to %s", project, version)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from backend import tabs
-from backend.annotations import KEPT, accepted_annotations
+from backend.annotations import KEPT, AnnotationSet, accepted_annotations
 from backend.config import Settings
 from backend.errors import LabelStudioError
 from backend.holdout import Holdout, project_dir
@@ -58,19 +58,28 @@ class Policy:
         return cls(settings.prefill_target_precision, settings.prefill_confidence, settings.label_error_max_p)
 
 
+def read_accepted(
+    studio: StudioClient, project: int, labels: Sequence[str], *, include_prediction_copies: bool = False
+) -> AnnotationSet:
+    """The project's accepted annotations, from its label config and one export (what the assessment and the
+    evaluation report both read)."""
+    spec = parse_spec(studio.project(project).label_config, labels)
+    return accepted_annotations(studio.export(project), spec, include_prediction_copies=include_prediction_copies)
+
+
 def assess_project(
     studio: StudioClient, store: ModelStore, project: int, *, classifier_of: Callable[[str], Classifier],
-    policy: Policy, include_prediction_copies: bool = False,
+    policy: Policy, include_prediction_copies: bool = False, accepted: AnnotationSet | None = None,
 ) -> dict[str, Any] | None:
-    """Read the project's accepted annotations from Label Studio, assess the version it is served and store the
-    record; the record (None for an empty store: nothing is served, nothing to assess). Idempotent."""
+    """Assess the version the project is served on its accepted annotations (read from Label Studio unless given)
+    and store the record; the record (None for an empty store: nothing is served, nothing to assess). Idempotent."""
     version = store.current_version(project)
     if version is None:
         log.info("project %s: the model store is empty; nothing to assess", project)
         return None
-    served = classifier_of(version)
-    spec = parse_spec(studio.project(project).label_config, served.labels)
-    accepted = accepted_annotations(studio.export(project), spec, include_prediction_copies=include_prediction_copies)
+    if accepted is None:
+        accepted = read_accepted(studio, project, classifier_of(version).labels,
+                                 include_prediction_copies=include_prediction_copies)
     rows = [AnnotatedText(r.task_id, r.annotation_id, r.text, r.label) for r in accepted.rows]
     trained = trained_task_ids(store, project)
     parent = store.get(version).meta.get("parent") if store.has_line(project) else None

@@ -31,10 +31,9 @@ from typing import Any
 import numpy as np
 
 from backend import calibration, quality
-from backend.annotations import accepted_annotations
+from backend.annotations import AnnotationSet
 from backend.errors import ReportNotFound, VersionNotFound
 from backend.holdout import project_dir
-from backend.labeling.spec import parse_spec
 from backend.model.types import Classifier, Prediction
 from backend.store import VERSION_PATTERN, ModelStore, atomic_write
 from backend.studio import StudioClient
@@ -133,16 +132,19 @@ def at_threshold(rows: Sequence[ScoredRow], threshold: float) -> tuple[float, fl
 def build(
     studio: StudioClient, store: ModelStore, project: int, version: str | None,
     classifier_of: Callable[[str], Classifier], *, include_prediction_copies: bool = False,
+    accepted: AnnotationSet | None = None,
 ) -> str:
-    """Render the report of `version` (None: the version the project is served) for `project` from Label Studio's
-    export and the store, store it (see `path`) and return the page. VersionNotFound for an empty store."""
+    """Render the report of `version` (None: the version the project is served) for `project` from its accepted
+    annotations (read from Label Studio unless given) and the store, store it (see `path`) and return the page.
+    VersionNotFound for an empty store."""
     version = version or store.current_version(project)
     if version is None:
         raise VersionNotFound("the model store is empty: there is no version to report on")
     meta = store.get(version).meta
     classifier = classifier_of(version)
-    spec = parse_spec(studio.project(project).label_config, classifier.labels)
-    accepted = accepted_annotations(studio.export(project), spec, include_prediction_copies=include_prediction_copies)
+    if accepted is None:
+        accepted = quality.read_accepted(studio, project, classifier.labels,
+                                         include_prediction_copies=include_prediction_copies)
     trained = quality.trained_task_ids(store, project)
     rows = [r for r in accepted.rows if r.task_id not in trained]
     temperature = calibration.temperature_of(meta)

@@ -145,16 +145,11 @@ async def predict(body: PredictRequest, state: State) -> dict[str, Any]:
         state.projects.remember(body.project_id, label_config)  # only once it parsed: bounded and valid
     texts = _checked_texts(body.tasks, spec, limits.max_text_chars)
     predictions = await state.inference.run(_predict_texts, model.classifier, texts, limits.max_tokens_per_predict)
-    prefill_from = await run_in_threadpool(_prefill_from, state, body.project_id, model.version)
+    prefill_from = None  # PREFILL=all (the default) pre-fills every row: no file read, no threadpool hop
+    if limits.prefill == "confident":  # the project's threshold for this version (one small file read)
+        prefill_from = await run_in_threadpool(quality.threshold_for, limits.model_dir, body.project_id, model.version)
     results = [build_prediction(pred, spec, model.version, prefill_from=prefill_from) for pred in predictions]
     return {"results": results, "model_version": model.version}
-
-
-def _prefill_from(state: BackendState, project: int | None, version: str) -> float | None:
-    """PREFILL=confident: the project's threshold for this version (one small file read); None pre-fills all."""
-    if state.settings.prefill != "confident":
-        return None
-    return quality.threshold_for(state.settings.model_dir, project, version)
 
 
 def _spec(state: BackendState, label_config: str, labels: tuple[str, ...]) -> LabelingSpec:

@@ -19,6 +19,7 @@ from rq import get_current_job
 from rq.job import Job
 
 from backend import quality, report
+from backend.annotations import AnnotationSet
 from backend.config import Settings
 from backend.errors import BackendError, JobNotFound, LabelStudioError
 from backend.jobs import metrics
@@ -249,23 +250,26 @@ def assess_project(project: int) -> dict[str, Any]:
     """Recompute the project's pre-fill threshold and likely label errors for the version it is served now
     (backend.quality); enqueued after each training and each bulk run."""
     ctx = context()
-    record = quality.assess_project(
-        ctx.studio(), ctx.store, project, classifier_of=ctx.models.get,
-        policy=quality.Policy.from_settings(ctx.settings),
-        include_prediction_copies=ctx.settings.train_on_prediction_copies,
-    )
+    version = ctx.store.current_version(project)
+    if version is None:
+        return {"skipped": "the model store is empty"}
+    copies = ctx.settings.train_on_prediction_copies
+    accepted = quality.read_accepted(ctx.studio(), project, ctx.models.get(version).labels,
+                                     include_prediction_copies=copies)  # one export for both
+    record = quality.assess_project(ctx.studio(), ctx.store, project, classifier_of=ctx.models.get,
+                                    policy=quality.Policy.from_settings(ctx.settings), accepted=accepted)
     if record is None:
         return {"skipped": "the model store is empty"}
     return {"version": record["version"], "threshold": record["prefill"]["threshold"],
-            "label_errors": record["label_errors"]["found"], "report": _render_report(ctx, project, record["version"])}
+            "label_errors": record["label_errors"]["found"],
+            "report": _render_report(ctx, project, record["version"], accepted)}
 
 
-def _render_report(ctx: WorkerContext, project: int, version: str) -> bool:
+def _render_report(ctx: WorkerContext, project: int, version: str, accepted: AnnotationSet) -> bool:
     """Render and store the version's evaluation report (backend.report); a failure is logged, never raised: the
     assessment it follows is what the job is for."""
     try:
-        report.build(ctx.studio(), ctx.store, project, version, ctx.models.get,
-                     include_prediction_copies=ctx.settings.train_on_prediction_copies)
+        report.build(ctx.studio(), ctx.store, project, version, ctx.models.get, accepted=accepted)
     except Exception:  # the page is a by-product: matplotlib, a full disk or Label Studio must not fail the job
         log.warning("project %s: the evaluation report of %s was not rendered", project, version, exc_info=True)
         return False

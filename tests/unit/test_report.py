@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from backend import calibration, quality, report
+from backend.annotations import AnnotationSet
 from backend.cli import main
 from backend.config import Settings
 from backend.errors import ReportNotFound
@@ -200,7 +201,7 @@ def test_a_failed_render_in_the_worker_logs_and_is_not_raised(
     ctx = SimpleNamespace(studio=no_studio, store=ModelStore(tmp_path), models=SimpleNamespace(get=None),
                           settings=SimpleNamespace(train_on_prediction_copies=False))
     with caplog.at_level(logging.WARNING, logger="backend.jobs.tasks"):
-        assert tasks._render_report(ctx, 1, "v-1") is False  # type: ignore[arg-type]
+        assert tasks._render_report(ctx, 1, "v-1", AnnotationSet(rows=[])) is False  # type: ignore[arg-type]
     assert "evaluation report of v-1 was not rendered" in caplog.text
 
 
