@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from backend import tabs
+from backend import calibration, tabs
 from backend.annotations import KEPT, AnnotationSet, accepted_annotations
 from backend.config import Settings
 from backend.errors import LabelStudioError
@@ -82,9 +82,10 @@ def assess_project(
                                  include_prediction_copies=include_prediction_copies)
     rows = [AnnotatedText(r.task_id, r.annotation_id, r.text, r.label) for r in accepted.rows]
     trained = trained_task_ids(store, project)
-    parent = store.get(version).meta.get("parent") if store.has_line(project) else None
+    meta = store.get(version).meta
+    parent = meta.get("parent") if store.has_line(project) else None
     record = assess(project, version, rows, trained=trained, classifier_of=classifier_of,
-                    parent=str(parent) if parent else None, policy=policy)
+                    parent=str(parent) if parent else None, policy=policy, own_rows=calibration.own_rows(meta))
     save(store.root, project, record)
     kept = [r.annotation_id for r in accepted.rows if r.origin == KEPT]
     specs = tabs.tab_specs(record["prefill"]["threshold"], [e.annotation_id for e in label_errors(record)],
@@ -108,10 +109,12 @@ def trained_task_ids(store: ModelStore, project: int) -> set[int]:
 def assess(
     project: int, version: str, rows: Sequence[AnnotatedText], *, trained: set[int],
     classifier_of: Callable[[str], Classifier], parent: str | None, policy: Policy,
+    own_rows: tuple[list[tuple[float, bool]], str] | None = None,
 ) -> dict[str, Any]:
     """The record for `version` serving `project` (see the module docstring): `rows` are its accepted annotations,
     `trained` the task ids the served version (or one of its ancestors) trained on, `parent` a version that
-    predates them."""
+    predates them, `own_rows` the version's own scored rows (calibration.own_rows), which give the threshold while
+    the project has no accepted annotation at all."""
     out_of_sample = [r for r in rows if r.task_id not in trained]
     trained_on = [r for r in rows if r.task_id in trained]
     if trained:
@@ -120,8 +123,12 @@ def assess(
         source = f"every accepted annotation of the project ({len(out_of_sample)}): the version never trained on it"
     scored = (score_annotations(classifier_of(version), out_of_sample, version=version, side=Side.HOLDOUT)
               if out_of_sample else [])
-    threshold = choose_threshold([(s.p_predicted, s.predicted == s.label) for s in scored],
-                                 target=policy.target_precision, confidence=policy.confidence)
+    threshold_rows = [(s.p_predicted, s.predicted == s.label) for s in scored]
+    if not rows and own_rows is not None:
+        threshold_rows, described = own_rows
+        source = (f"no accepted annotation yet: the version's own labelled rows, {described} "
+                  f"({len(threshold_rows)}); the guarantee holds for data like those rows only")
+    threshold = choose_threshold(threshold_rows, target=policy.target_precision, confidence=policy.confidence)
     if trained_on and parent:
         scored += score_annotations(classifier_of(parent), trained_on, version=parent, side=Side.TRAIN)
     errors = likely_label_errors(scored, max_p=policy.label_error_max_p)

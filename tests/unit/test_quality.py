@@ -84,3 +84,26 @@ def test_stored_records_apply_to_their_version_only(tmp_path: Path) -> None:
     shown = quality.report(tmp_path, 7)
     assert shown["assessed"] and shown["found"] == 1 and shown["rows"][0]["annotation_id"] == 1005
     assert "text" not in shown["rows"][0]  # texts never leave Label Studio through this record
+
+
+def test_before_any_annotation_the_threshold_comes_from_the_versions_own_rows() -> None:
+    served = Oracle()
+    own = ([(0.99, True)] * 200 + [(0.6, False)] * 20, "200 rows of its calibration file")
+    record = quality.assess(7, "v1", [], trained=set(), classifier_of=lambda v: served, parent=None,
+                            policy=POLICY, own_rows=own)
+    assert served.asked == []  # nothing to score: the version's rows were scored when it was published
+    prefill = record["prefill"]
+    assert prefill["rows"] == 220 and prefill["threshold"] is not None and prefill["threshold"] > 0.6
+    assert prefill["coverage"] == pytest.approx(200 / 220)
+    assert "no accepted annotation yet" in record["rows_source"]
+    assert "200 rows of its calibration file" in record["rows_source"] and "for data like those rows only" in (
+        record["rows_source"])
+    assert record["label_errors"]["found"] == 0
+
+
+def test_once_a_project_has_annotations_they_replace_the_versions_own_rows() -> None:
+    own = ([(0.99, True)] * 200, "calibration rows")
+    record = quality.assess(7, "v1", _rows(10), trained=set(), classifier_of=lambda v: Oracle(), parent=None,
+                            policy=POLICY, own_rows=own)
+    assert record["prefill"]["rows"] == 10 and record["prefill"]["threshold"] is None
+    assert "every accepted annotation" in record["rows_source"]
