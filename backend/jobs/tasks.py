@@ -30,6 +30,7 @@ from backend.jobs.runs import Run, RunState, RunStore
 from backend.labeling.spec import LabelingSpec
 from backend.lines import follow_in_studio
 from backend.model.cache import ModelCache
+from backend.model.memo import remembering
 from backend.model.types import Classifier
 from backend.retention import collect
 from backend.retraining import RetrainOutcome, RetrainPolicy, retrain
@@ -254,22 +255,24 @@ def assess_project(project: int) -> dict[str, Any]:
     if version is None:
         return {"skipped": "the model store is empty"}
     copies = ctx.settings.train_on_prediction_copies
-    accepted = quality.read_accepted(ctx.studio(), project, ctx.models.get(version).labels,
+    classifier_of = remembering(ctx.models.get)  # the threshold and the report score the same rows: once
+    accepted = quality.read_accepted(ctx.studio(), project, classifier_of(version).labels,
                                      include_prediction_copies=copies)  # one export for both
-    record = quality.assess_project(ctx.studio(), ctx.store, project, classifier_of=ctx.models.get,
+    record = quality.assess_project(ctx.studio(), ctx.store, project, classifier_of=classifier_of,
                                     policy=quality.Policy.from_settings(ctx.settings), accepted=accepted)
     if record is None:
         return {"skipped": "the model store is empty"}
     return {"version": record["version"], "threshold": record["prefill"]["threshold"],
             "label_errors": record["label_errors"]["found"],
-            "report": _render_report(ctx, project, record["version"], accepted)}
+            "report": _render_report(ctx, project, record["version"], accepted, classifier_of)}
 
 
-def _render_report(ctx: WorkerContext, project: int, version: str, accepted: AnnotationSet) -> bool:
+def _render_report(ctx: WorkerContext, project: int, version: str, accepted: AnnotationSet,
+                   classifier_of: Callable[[str], Classifier]) -> bool:
     """Render and store the version's evaluation report (backend.report); a failure is logged, never raised: the
     assessment it follows is what the job is for."""
     try:
-        report.build(ctx.studio(), ctx.store, project, version, ctx.models.get, accepted=accepted)
+        report.build(ctx.studio(), ctx.store, project, version, classifier_of, accepted=accepted)
     except Exception:  # the page is a by-product: matplotlib, a full disk or Label Studio must not fail the job
         log.warning("project %s: the evaluation report of %s was not rendered", project, version, exc_info=True)
         return False
