@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     # bulk pre-labeling (rq workers)
     label_studio_timeout_s: float = Field(60.0, gt=0, description="read timeout of one Label Studio API call")
     prelabel_chunk_size: int = Field(500, ge=1, le=5000, description="tasks per chunk job")
+    prelabel_write_batch: int = Field(
+        100, ge=1, le=5000, description="predictions per Label Studio write in a chunk; the next batch is predicted "
+        "while one is written"
+    )
     prelabel_on_tasks_created: bool = Field(False, description="pre-label new tasks on TASKS_CREATED webhooks")
     job_retries: int = Field(3, ge=0, le=20, description="rq retries of a failing chunk job (backoff 5/20/60 s)")
 
