@@ -40,8 +40,10 @@ from backend.studio import ProjectInfo, StudioClient, TaskPredictions
 log = logging.getLogger(__name__)
 
 
-# predictions per Label Studio write inside a chunk (the PRELABEL_WRITE_BATCH default)
-DEFAULT_WRITE_BATCH = 100
+# predictions per Label Studio write inside a chunk (the PRELABEL_WRITE_BATCH default); 0: the chunk in one write.
+# Label Studio 1.23.2's cost of one import request grows with the predictions the project already holds
+# (bench/prelabel_throughput.py), so on it more writes per chunk cost more than the overlap saves
+DEFAULT_WRITE_BATCH = 0
 
 
 class RunCancelled(Exception):
@@ -130,9 +132,11 @@ def prelabel_chunk(
 
 
 def write_batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    """items cut into write batches of `size`, the first a quarter of that: Label Studio, idle while the chunk's
-    first batch is predicted, gets its first write sooner."""
-    size = max(1, size)
+    """items in one write when size is 0 or at least len(items); else cut into writes of `size`, the first a
+    quarter of that (Label Studio, idle while the chunk's first batch is predicted, gets its first write sooner)."""
+    if size <= 0 or len(items) <= size:
+        yield items
+        return
     first = max(1, size // 4)
     yield items[:first]
     for start in range(first, len(items), size):

@@ -178,6 +178,7 @@ def test_write_batches_start_with_a_quarter_batch_then_full_ones() -> None:
     sizes = [len(b) for b in write_batches(list(range(500)), 100)]
     assert sizes == [25, 100, 100, 100, 100, 75]
     assert [list(b) for b in write_batches([1, 2, 3], 100)] == [[1, 2, 3]]
+    assert [list(b) for b in write_batches([1, 2, 3], 0)] == [[1, 2, 3]]  # 0 (the default): one write
     assert [list(b) for b in write_batches(list(range(6)), 4)] == [[0], [1, 2, 3, 4], [5]]
     assert [len(b) for b in write_batches(list(range(5)), 1)] == [1, 1, 1, 1, 1]
 
