@@ -290,7 +290,7 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=20000)
     ap.add_argument("--model", choices=["real", "tiny"], default="real")
     ap.add_argument("--chunk-size", type=int, default=500)
-    ap.add_argument("--write-batch", type=int, default=100, help="PRELABEL_WRITE_BATCH of the workers")
+    ap.add_argument("--write-batch", type=int, default=0, help="PRELABEL_WRITE_BATCH (0: one write a chunk)")
     ap.add_argument("--workers", default="1,2", help="comma-separated worker counts, one configuration each")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds one prelabel run may take")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "prelabel_throughput.json")
