@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 FILE = "quality.json"
 MAX_LISTED_ERRORS = 500
+MAX_REMEMBERED_PROJECTS = 10_000  # Thresholds forgets everything beyond this many projects (ids are untrusted)
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,33 @@ def threshold_for(model_dir: Path | str, project: int | None, version: str) -> f
         return None
     value = (record.get("prefill") or {}).get("threshold")
     return float(value) if value is not None else None
+
+
+class Thresholds:
+    """threshold_for with a memory: a project's threshold is re-read from MODEL_DIR at most once per interval_s
+    (the worker rewrites quality.json after each assessment; the API sees it within the interval), and at once
+    when the project is served another version. Plain dict operations, safe from any thread."""
+
+    def __init__(self, model_dir: Path | str, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.model_dir = model_dir
+        self.interval_s = interval_s
+        self._clock = clock
+        self._seen: dict[int | None, tuple[str, float | None, float]] = {}  # project → (version, threshold, read at)
+
+    def lookup(self, project: int | None, version: str) -> tuple[bool, float | None]:
+        """(True, the threshold) while the remembered one is fresh; (False, None) when it must be read."""
+        seen = self._seen.get(project)
+        if seen is None or seen[0] != version or self._clock() - seen[2] >= self.interval_s:
+            return False, None
+        return True, seen[1]
+
+    def read(self, project: int | None, version: str) -> float | None:
+        """threshold_for, read now and remembered (a small file read: call it off the event loop)."""
+        threshold = threshold_for(self.model_dir, project, version)
+        if len(self._seen) >= MAX_REMEMBERED_PROJECTS:
+            self._seen.clear()
+        self._seen[project] = (version, threshold, self._clock())
+        return threshold
 
 
 def report(model_dir: Path | str, project: int) -> dict[str, Any]:

@@ -139,7 +139,8 @@ def prelabel_chunk(run_id: str, index: int) -> dict[str, Any]:
         prefill_from = (quality.threshold_for(ctx.store.root, run.project, run.model_version)
                         if ctx.settings.prefill == "confident" else None)
         out = prelabel_chunk_impl(ctx.studio(), run.project, task_ids, spec, classifier, run.model_version,
-                                  cancelled=lambda: runs.is_cancelled(run_id), prefill_from=prefill_from)
+                                  cancelled=lambda: runs.is_cancelled(run_id), prefill_from=prefill_from,
+                                  write_batch=ctx.settings.prelabel_write_batch)
     except RunCancelled:
         return {"cancelled": True}
     except Exception as exc:
@@ -153,8 +154,9 @@ def prelabel_chunk(run_id: str, index: int) -> dict[str, Any]:
     metrics.record_chunk(runs.redis, out, time.monotonic() - started)
     _count_chunk(runs, run_id, index, ok=True, done=out.written + out.already, failed=out.failed,
                  deduped=out.deduped, skipped=out.gone, total=-out.gone)
-    log.info("job %s chunk %d: %d written, %d already there, %d failed (read %.2fs, infer %.2fs, write %.2fs)",
-             run_id, index, out.written, out.already, out.failed, out.read_s, out.infer_s, out.write_s)
+    log.info("job %s chunk %d: %d written, %d already there, %d failed (read %.2fs, infer %.2fs, %d write(s) "
+             "%.2fs, of which waited for %.2fs)", run_id, index, out.written, out.already, out.failed, out.read_s,
+             out.infer_s, out.writes, out.write_s, out.write_wait_s)
     return {"written": out.written, "already": out.already, "failed": out.failed, "deduped": out.deduped}
 
 

@@ -107,3 +107,19 @@ def test_once_a_project_has_annotations_they_replace_the_versions_own_rows() -> 
                             policy=POLICY, own_rows=own)
     assert record["prefill"]["rows"] == 10 and record["prefill"]["threshold"] is None
     assert "every accepted annotation" in record["rows_source"]
+
+
+def test_thresholds_are_read_at_most_once_per_interval_and_at_once_for_another_version(tmp_path: Path) -> None:
+    now = [0.0]
+    thresholds = quality.Thresholds(tmp_path, interval_s=1.0, clock=lambda: now[0])
+    assert thresholds.lookup(7, "v1") == (False, None)
+    assert thresholds.read(7, "v1") is None and thresholds.lookup(7, "v1") == (True, None)
+    record = quality.assess(7, "v1", _rows(120, flipped=[5]), trained=set(), classifier_of=lambda v: Oracle(),
+                            parent=None, policy=POLICY)
+    quality.save(tmp_path, 7, record)  # the worker's assessment lands
+    now[0] = 0.9
+    assert thresholds.lookup(7, "v1") == (True, None)  # within the interval: the remembered answer
+    now[0] = 1.0
+    assert thresholds.lookup(7, "v1") == (False, None)
+    assert thresholds.read(7, "v1") == record["prefill"]["threshold"] is not None
+    assert thresholds.lookup(7, "v2") == (False, None)  # another version: read again at once
