@@ -208,7 +208,7 @@ def test_a_failed_render_in_the_worker_logs_and_is_not_raised(
     ctx = SimpleNamespace(studio=no_studio, store=ModelStore(tmp_path), models=SimpleNamespace(get=None),
                           settings=SimpleNamespace(train_on_prediction_copies=False))
     with caplog.at_level(logging.WARNING, logger="backend.jobs.tasks"):
-        assert tasks._render_report(ctx, 1, "v-1", AnnotationSet(rows=[])) is False  # type: ignore[arg-type]
+        assert tasks._render_report(ctx, 1, "v-1", AnnotationSet(rows=[]), ctx.models.get) is False  # type: ignore[arg-type]
     assert "evaluation report of v-1 was not rendered" in caplog.text
 
 
