@@ -380,6 +380,10 @@ def print_table(result: dict[str, Any]) -> None:
           f"{shown['coverage']:.1%}, precision {shown['precision']}  {mark(g['prefill_coverage']['met'])}")
     if record.get("threshold") is None:
         print(f"  no threshold: {record.get('reason')}")
+    cells = [f"{c['threshold']}: {c['coverage']:.1%}/" + ("-" if c["precision"] is None else f"{c['precision']:.1%}")
+             for c in p.get("imdb_eval_grid", [])]
+    print("  diagnostic (not a guarantee), each grid threshold on the unseen IMDB rows, coverage/precision: "
+          + ", ".join(cells))
     q = result["label_error_queue"]
     if q["flipped"]:
         print(f"label-error queue: {q['queue_length']} rows of {q['scored']} scored; top {q['top']}: {q['hits']} "
@@ -626,8 +630,13 @@ def main() -> None:
     assessment = training.get("assessment") or {}
     threshold = (assessment.get("prefill") or {}).get("threshold") if assessment.get("version") == scores[
         "after"]["version"] else None
+    from backend.prefill import DEFAULT_THRESHOLDS
+
     prefill = {"chosen_on": assessment.get("rows_source"), "record": assessment.get("prefill"),
-               "imdb_eval": at_threshold(served["after"]["imdb_eval"], eval_rows, threshold)}
+               "imdb_eval": at_threshold(served["after"]["imdb_eval"], eval_rows, threshold),
+               # a diagnostic, not a guarantee: what each grid threshold gives on the unseen rows themselves
+               "imdb_eval_grid": [at_threshold(served["after"]["imdb_eval"], eval_rows, t)
+                                  for t in DEFAULT_THRESHOLDS]}
     queue = label_error_queue(assessment, set(training.get("flipped_task_ids") or []))
     result = {
         "store": str(source),
