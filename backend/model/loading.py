@@ -16,7 +16,7 @@ from backend import calibration
 from backend.calibration import temperature_of
 from backend.datasets import read_examples
 from backend.errors import InvalidRequest, ModelUnavailable
-from backend.model.classifier import SentimentClassifier, quiet_transformers
+from backend.model.classifier import SentimentClassifier
 from backend.store import ModelStore, ModelVersion
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,8 @@ def unavailable_message(model_ref: str, cause: BaseException) -> str:
 
 def _import_from_hub(store: ModelStore, model_id: str) -> ModelVersion:
     """Load model_id through transformers (cache first, network only if the hub answers), stage and import it."""
+    from backend.model.torch_engine import quiet_transformers
+
     tokenizer, model = _from_hub(model_id)
     with store.staging() as staged:
         with quiet_transformers():
@@ -103,6 +105,8 @@ def _import_from_hub(store: ModelStore, model_id: str) -> ModelVersion:
 
 def _from_hub(model_id: str) -> tuple[Any, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from backend.model.torch_engine import quiet_transformers
 
     with quiet_transformers():
         try:
