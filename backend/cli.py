@@ -130,7 +130,8 @@ def _version_line(row: dict[str, Any]) -> str:
 
 
 def _engine_word(record: dict[str, Any]) -> str:
-    """"engine=onnx-int8 (gate: 99.8% agree, -0.11 pts on 872 rows)", or the engine alone without a gate."""
+    """"engine=onnx-int8 (gate: 99.8% agree, accuracy -0.11 pts on 872 rows)", or the engine alone without a
+    gate."""
     word = f"engine={record.get('chosen', 'torch')}"
     gate = record.get("gate")
     if not gate:
@@ -138,7 +139,7 @@ def _engine_word(record: dict[str, Any]) -> str:
     fallback = gate.get("fallback") or {}
     figures = fallback if record.get("chosen") == "onnx-fp32" and fallback else gate
     return (f"{word} (gate{' int8 failed, fp32' if figures is fallback else ''}: {figures['agreement']:.1%} agree, "
-            f"{-figures['delta_points']:+.2f} pts on {gate['rows']} rows)")
+            f"accuracy {0.0 - figures['delta_points']:+.2f} pts on {gate['rows']} rows)")
 
 
 def _engine_build(settings: Settings) -> Any:

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.config import load_settings
 from backend.errors import InvalidCheckpoint
 from backend.model import engine
 from backend.model.engine import ONNX_FP32, ONNX_INT8, TORCH, choose, inference_threads, record_of, softmax
@@ -84,16 +83,3 @@ def test_softmax_matches_the_definition() -> None:
     np.testing.assert_allclose(probs[0], np.exp([1, 2]) / np.exp([1, 2]).sum(), rtol=1e-6)
     np.testing.assert_allclose(probs[1], [1.0, 0.0])
     assert probs.dtype == np.float32
-
-
-def test_engine_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    defaults = load_settings()
-    assert (defaults.engine, defaults.inference_threads, defaults.build_engine) == ("auto", 0, True)
-    monkeypatch.setenv("ENGINE", "onnx")
-    monkeypatch.setenv("INFERENCE_THREADS", "4")
-    monkeypatch.setenv("BUILD_ENGINE", "false")
-    settings = load_settings()
-    assert (settings.engine, settings.inference_threads, settings.build_engine) == ("onnx", 4, False)
-    monkeypatch.setenv("ENGINE", "tensorrt")
-    with pytest.raises(ValueError, match="ENGINE"):
-        load_settings()
