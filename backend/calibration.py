@@ -116,17 +116,41 @@ def measure(predictions: Sequence[Prediction], gold: Sequence[str]) -> dict[str,
 
 def fitted(
     temperature: float, fitted_on: str, fit_rows: int, measured_on: str | None = None,
-    raw: Sequence[Prediction] = (), gold: Sequence[str] = (),
+    raw: Sequence[Prediction] = (), gold: Sequence[str] = (), own_rows: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A calibrated version's record; with evaluation rows (`raw`: predictions at T=1), ECE and log-loss before
-    and after scaling by temperature on them."""
+    and after scaling by temperature on them; with `own_rows` (see own_rows_record), the labelled rows a project
+    without annotations takes its pre-fill threshold from."""
     record: dict[str, Any] = {"temperature": round(temperature, 6), "calibrated": True,
                               "fitted_on": {"rows": fit_rows, "description": fitted_on}}
     if raw:
         record["measured_on"] = measured_on
         record["before"] = measure(raw, gold)
         record["after"] = measure(calibrate(raw, temperature), gold)
+    if own_rows is not None:
+        record["own_rows"] = own_rows
     return record
+
+
+def own_rows_record(served: Sequence[Prediction], gold: Sequence[str], description: str) -> dict[str, Any]:
+    """A version's own labelled rows as it serves them (`served`: calibrated predictions): each row's score and
+    whether its label is right. A project with no accepted annotation yet takes its pre-fill threshold from these
+    (backend.quality), so the guarantee then holds for data like these rows only."""
+    if len(served) != len(gold):
+        raise ValueError(f"need as many predictions as gold labels, got {len(served)} and {len(gold)}")
+    return {"description": description, "scores": [p.score for p in served],
+            "correct": [int(p.label == g) for p, g in zip(served, gold, strict=True)]}
+
+
+def own_rows(meta: Mapping[str, Any]) -> tuple[list[tuple[float, bool]], str] | None:
+    """A version's own scored rows as (score, correct) pairs and their description; None when it recorded none."""
+    record = record_of(meta).get("own_rows")
+    if not isinstance(record, dict):
+        return None
+    scores, correct = record.get("scores") or [], record.get("correct") or []
+    if not scores or len(scores) != len(correct):
+        return None
+    return [(float(s), bool(c)) for s, c in zip(scores, correct, strict=True)], str(record.get("description", ""))
 
 
 def uncalibrated(temperature: float, reason: str) -> dict[str, Any]:

@@ -61,11 +61,20 @@ def describe(version: ModelVersion, current: str | None, acceptance: Mapping[str
         "status": meta.get("status"),
         "source": public_source(meta.get("source")),
         **{key: meta.get(key) for key in keys},
-        "calibration": record_of(meta),
+        "calibration": shown_calibration(meta),
         "engine": engine.record_of(meta),
         "acceptance": acceptance.get(version.version),
         "collected": version.collected,
     }
+
+
+def shown_calibration(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """A version's calibration record, its own scored rows summarised (how many, which) instead of listed."""
+    record = record_of(meta)
+    own = record.get("own_rows")
+    if isinstance(own, dict):
+        record["own_rows"] = {"rows": len(own.get("scores") or []), "description": own.get("description")}
+    return record
 
 
 def public_source(source: Any) -> Any:

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     # bulk pre-labeling (rq workers)
     label_studio_timeout_s: float = Field(60.0, gt=0, description="read timeout of one Label Studio API call")
     prelabel_chunk_size: int = Field(500, ge=1, le=5000, description="tasks per chunk job")
+    prelabel_write_batch: int = Field(
+        0, ge=0, le=5000, description="predictions per Label Studio write in a chunk, the next batch predicted while "
+        "one is written; 0: the whole chunk in one write"
+    )
     prelabel_on_tasks_created: bool = Field(False, description="pre-label new tasks on TASKS_CREATED webhooks")
     job_retries: int = Field(3, ge=0, le=20, description="rq retries of a failing chunk job (backoff 5/20/60 s)")
 
@@ -106,6 +110,10 @@ class Settings(BaseSettings):
     )
 
     # serving
+    model_check_interval_s: float = Field(
+        1.0, ge=0, le=3600, description="how stale the API's view of a project's model line (and pre-fill "
+        "threshold) may be after another process changed it; 0: read the files on every request"
+    )
     host: str = "127.0.0.1"
     port: int = 9090
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from backend import tabs
+from backend import calibration, tabs
 from backend.annotations import KEPT, AnnotationSet, accepted_annotations
 from backend.config import Settings
 from backend.errors import LabelStudioError
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 FILE = "quality.json"
 MAX_LISTED_ERRORS = 500
+MAX_REMEMBERED_PROJECTS = 10_000  # Thresholds forgets everything beyond this many projects (ids are untrusted)
 
 
 @dataclass(frozen=True)
@@ -82,9 +84,10 @@ def assess_project(
                                  include_prediction_copies=include_prediction_copies)
     rows = [AnnotatedText(r.task_id, r.annotation_id, r.text, r.label) for r in accepted.rows]
     trained = trained_task_ids(store, project)
-    parent = store.get(version).meta.get("parent") if store.has_line(project) else None
+    meta = store.get(version).meta
+    parent = meta.get("parent") if store.has_line(project) else None
     record = assess(project, version, rows, trained=trained, classifier_of=classifier_of,
-                    parent=str(parent) if parent else None, policy=policy)
+                    parent=str(parent) if parent else None, policy=policy, own_rows=calibration.own_rows(meta))
     save(store.root, project, record)
     kept = [r.annotation_id for r in accepted.rows if r.origin == KEPT]
     specs = tabs.tab_specs(record["prefill"]["threshold"], [e.annotation_id for e in label_errors(record)],
@@ -108,10 +111,12 @@ def trained_task_ids(store: ModelStore, project: int) -> set[int]:
 def assess(
     project: int, version: str, rows: Sequence[AnnotatedText], *, trained: set[int],
     classifier_of: Callable[[str], Classifier], parent: str | None, policy: Policy,
+    own_rows: tuple[list[tuple[float, bool]], str] | None = None,
 ) -> dict[str, Any]:
     """The record for `version` serving `project` (see the module docstring): `rows` are its accepted annotations,
     `trained` the task ids the served version (or one of its ancestors) trained on, `parent` a version that
-    predates them."""
+    predates them, `own_rows` the version's own scored rows (calibration.own_rows), which give the threshold while
+    the project has no accepted annotation at all."""
     out_of_sample = [r for r in rows if r.task_id not in trained]
     trained_on = [r for r in rows if r.task_id in trained]
     if trained:
@@ -120,8 +125,12 @@ def assess(
         source = f"every accepted annotation of the project ({len(out_of_sample)}): the version never trained on it"
     scored = (score_annotations(classifier_of(version), out_of_sample, version=version, side=Side.HOLDOUT)
               if out_of_sample else [])
-    threshold = choose_threshold([(s.p_predicted, s.predicted == s.label) for s in scored],
-                                 target=policy.target_precision, confidence=policy.confidence)
+    threshold_rows = [(s.p_predicted, s.predicted == s.label) for s in scored]
+    if not rows and own_rows is not None:
+        threshold_rows, described = own_rows
+        source = (f"no accepted annotation yet: the version's own labelled rows, {described} "
+                  f"({len(threshold_rows)}); the guarantee holds for data like those rows only")
+    threshold = choose_threshold(threshold_rows, target=policy.target_precision, confidence=policy.confidence)
     if trained_on and parent:
         scored += score_annotations(classifier_of(parent), trained_on, version=parent, side=Side.TRAIN)
     errors = likely_label_errors(scored, max_p=policy.label_error_max_p)
@@ -159,6 +168,33 @@ def threshold_for(model_dir: Path | str, project: int | None, version: str) -> f
         return None
     value = (record.get("prefill") or {}).get("threshold")
     return float(value) if value is not None else None
+
+
+class Thresholds:
+    """threshold_for with a memory: a project's threshold is re-read from MODEL_DIR at most once per interval_s
+    (the worker rewrites quality.json after each assessment; the API sees it within the interval), and at once
+    when the project is served another version. Plain dict operations, safe from any thread."""
+
+    def __init__(self, model_dir: Path | str, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.model_dir = model_dir
+        self.interval_s = interval_s
+        self._clock = clock
+        self._seen: dict[int | None, tuple[str, float | None, float]] = {}  # project → (version, threshold, read at)
+
+    def lookup(self, project: int | None, version: str) -> tuple[bool, float | None]:
+        """(True, the threshold) while the remembered one is fresh; (False, None) when it must be read."""
+        seen = self._seen.get(project)
+        if seen is None or seen[0] != version or self._clock() - seen[2] >= self.interval_s:
+            return False, None
+        return True, seen[1]
+
+    def read(self, project: int | None, version: str) -> float | None:
+        """threshold_for, read now and remembered (a small file read: call it off the event loop)."""
+        threshold = threshold_for(self.model_dir, project, version)
+        if len(self._seen) >= MAX_REMEMBERED_PROJECTS:
+            self._seen.clear()
+        self._seen[project] = (version, threshold, self._clock())
+        return threshold
 
 
 def report(model_dir: Path | str, project: int) -> dict[str, Any]:

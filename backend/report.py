@@ -81,6 +81,7 @@ class ReportData:
     temperature: float
     rows_source: str = ""
     prefill: Mapping[str, Any] | None = None  # the stored threshold record of this version (quality "prefill")
+    prefill_source: str = ""  # the rows it was chosen on (quality "rows_source")
     acceptance: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # version → kept/corrected/rate
     line: Sequence[LinePoint] = ()
     generated_at: str = ""
@@ -152,7 +153,7 @@ def build(
         project=project, version=version, labels=tuple(classifier.labels),
         rows=scored_rows(classifier.predict([r.text for r in rows]) if rows else [], [r.label for r in rows],
                          classifier.labels, temperature),
-        temperature=temperature, rows_source=_source(trained, len(rows)), prefill=_prefill(store, project, version),
+        temperature=temperature, rows_source=_source(trained, len(rows)), **_prefill(store, project, version),
         acceptance=accepted.acceptance(), line=line_points(store, project), generated_at=_now(),
     )
     page = render(data)
@@ -242,11 +243,13 @@ def _reliability(data: ReportData, figures: Any) -> str:
 
 def _coverage(data: ReportData, figures: Any) -> str:
     title = "Coverage and precision of pre-fills"
-    if not data.rows:
-        return _section("coverage", title, _NO_ROWS)
     prefill = data.prefill or {}
     t = prefill.get("threshold")
     marked, note = None, _e(prefill.get("reason") or "this version has not been assessed yet: no threshold stored")
+    if not data.rows:
+        shown = f"t = {float(t):g}. " if t is not None else ""
+        return _section("coverage", title, f"{_NO_ROWS}<p>Pre-fill threshold from {_e(data.prefill_source)}: "
+                                           f"{shown}{note}</p>" if data.prefill else _NO_ROWS)
     if t is not None:
         coverage, precision = at_threshold(data.rows, float(t))
         marked = (float(t), coverage, precision if precision is not None else 0.0)
@@ -317,12 +320,12 @@ def _prob_vector(pred: Prediction, labels: Sequence[str]) -> np.ndarray:
     return np.array([known.get(k, rest) for k in labels], dtype=np.float64)
 
 
-def _prefill(store: ModelStore, project: int, version: str) -> Mapping[str, Any] | None:
+def _prefill(store: ModelStore, project: int, version: str) -> dict[str, Any]:
+    """The ReportData fields `prefill` and `prefill_source` from the project's stored record of this version."""
     record = quality.load(store.root, project)
     if not record or record.get("version") != version:
-        return None
-    prefill: Mapping[str, Any] | None = record.get("prefill")
-    return prefill
+        return {"prefill": None, "prefill_source": ""}
+    return {"prefill": record.get("prefill"), "prefill_source": str(record.get("rows_source") or "")}
 
 
 def _source(trained: set[int], n: int) -> str:

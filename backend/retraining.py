@@ -235,9 +235,13 @@ def _calibrate(
     gold = [e.label for e in holdout]
     raw = candidate.predict([e.text for e in holdout]) if holdout else []
     if validation:
-        temperature = calibration.fit(candidate.predict([e.text for e in validation]), [e.label for e in validation])
+        at_one, fitted_on = candidate.predict([e.text for e in validation]), [e.label for e in validation]
+        temperature = calibration.fit(at_one, fitted_on)
+        own = calibration.own_rows_record(
+            calibration.calibrate(at_one, temperature), fitted_on,
+            f"the {len(validation)} validation rows of its training (its temperature was fitted on them too)")
         record = calibration.fitted(temperature, "the validation slice (early-stopping rows)", len(validation),
-                                    "the project holdout", raw, gold)
+                                    "the project holdout", raw, gold, own)
     else:
         temperature = calibration.temperature_of(base.meta)
         record = calibration.uncalibrated(

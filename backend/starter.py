@@ -98,11 +98,16 @@ def calibrate_starter(
     """(calibration record, SST-2 dev metrics at the fitted temperature): fitted on the calibration split with
     `classifier` at T=1, measured before/after on dev."""
     fitted_on = [e.label for e in calibration_rows]
-    temperature = calibration.fit(classifier.predict([e.text for e in calibration_rows]), fitted_on)
+    at_one = classifier.predict([e.text for e in calibration_rows])
+    temperature = calibration.fit(at_one, fitted_on)
     raw = classifier.predict([e.text for e in dev])
     gold = [e.label for e in dev]
+    own = calibration.own_rows_record(
+        calibration.calibrate(at_one, temperature), fitted_on,
+        f"the starter's {len(calibration_rows)} SST-2 calibration rows (sst2/{CALIBRATION_FILE}; its one-parameter "
+        "temperature was fitted on them too)")
     record = calibration.fitted(temperature, f"SST-2 train calibration split (sst2/{CALIBRATION_FILE})",
-                                len(calibration_rows), "SST-2 dev", raw, gold)
+                                len(calibration_rows), "SST-2 dev", raw, gold, own)
     return record, score_predictions(calibration.calibrate(raw, temperature), gold)
 
 

@@ -114,6 +114,9 @@ class ModelStore:
         self.staging_root = self.root / "staging"
         self.lines_dir = self.root / "lines"
         self.lock_path = self.root / ".lock"
+        # bumped whenever this object moves a pointer: a reader caching pointers (api/served.py) sees this
+        # process's own promotions at once, and another process's when its cache next re-reads the files
+        self.changes = 0
 
     def list(self) -> list[ModelVersion]:
         """Every complete version, oldest first."""
@@ -201,6 +204,7 @@ class ModelStore:
                 raise NothingToRollBack(f"project {project} has no model line of its own: it is served the "
                                         f"{DEFAULT_LINE} line")
             (self.lines_dir / name / "CURRENT").unlink()
+            self.changes += 1
             _fsync_dir(self.lines_dir / name)
             self._append_history(name, {"version": None, "previous": previous, "reason": reason})
         return previous
@@ -317,6 +321,7 @@ class ModelStore:
         line_dir = self.lines_dir / name
         line_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(line_dir / "CURRENT", version + "\n")
+        self.changes += 1
 
     def _append_history(self, name: str, change: dict[str, Any]) -> None:
         line = json.dumps({"at": _now(), **change})

@@ -6,11 +6,19 @@ Rows of the table:
   prelabel, W worker(s)        `sentiment-backend prelabel --project P --chunk-size C --follow`, timed from launch
                                to exit, with W `sentiment-backend worker` processes on a fresh redis-server and a
                                fresh project of N tasks in one real Label Studio 1.23.2 (loopback, own data dir)
+  Label Studio write ceiling   Label Studio storing precomputed predictions for a fresh project of the same N
+                               tasks, one `POST /api/projects/{id}/import/predictions` of C predictions after
+                               another from one client (what a chunk's writes cost with zero inference, no reads):
+                               no pre-labeling through this Label Studio can be faster. Measured in the same run,
+                               on the same Label Studio; each configuration's "% LS" is its rows/s over this one's
+                               (the goal: 85 % or more)
 
 Phase columns come from the workers' Redis stats hash (backend.jobs.metrics): seconds summed over all workers
 spent reading tasks from Label Studio (a chunk reads twice: before inference and to verify the write), in our
-inference, and writing predictions to Label Studio; "other" is the rest of the chunks' time (duplicate repair,
-bookkeeping). "plan" is the wait before the first chunk starts (the CLI, the queue, listing the project's tasks).
+inference, writing predictions to Label Studio (on the chunk's writer thread, overlapping inference), and
+waiting for a write ("wait": the part of the writes inference did not hide); "other" is the rest of the
+chunks' time (duplicate repair, bookkeeping): chunk = read + infer + wait + other. "plan" is the wait before
+the first chunk starts (the CLI, the queue, listing the project's tasks).
 CPU columns are the CPU seconds Label Studio and the workers used during the run (from /proc).
 
 After each run the script checks through the Label Studio API that every task holds exactly one prediction of
@@ -20,7 +28,8 @@ The model is a DistilBERT of the real architecture (6 layers, 768 wide) with ran
 speed as distilbert-base-uncased-finetuned-sst-2-english (--model tiny: a 2-layer toy, for smoke runs). Texts are
 SST-2 train sentences, cycled and prefixed with the row number so every task is unique.
 
-    .venv/bin/python bench/prelabel_throughput.py [--tasks 20000] [--model real] [--chunk-size 500] [--workers 1,2]
+    .venv/bin/python bench/prelabel_throughput.py [--tasks 20000] [--model real] [--chunk-size 500]
+        [--write-batch 100] [--workers 1,2]
 
 Needs .venv-ls (`make ls-venv`) and redis-server (`make redis`). Prints a table and writes
 bench/results/prelabel_throughput.json; worker and Label Studio logs go to bench/results/prelabel_throughput_logs/.
@@ -150,7 +159,8 @@ def session_pids(leader: int) -> list[int]:
 
 
 def run_config(n_workers: int, *, studio: LabelStudioServer, client: Any, pat: str, store: Path, version: str,
-               texts: list[str], chunk_size: int, tmp: Path, logs: Path, timeout: float) -> dict[str, Any]:
+               texts: list[str], chunk_size: int, write_batch: int, tmp: Path, logs: Path,
+               timeout: float) -> dict[str, Any]:
     """One configuration: fresh Redis and project, n_workers workers, one timed `prelabel --follow`."""
     import redis
 
@@ -167,7 +177,7 @@ def run_config(n_workers: int, *, studio: LabelStudioServer, client: Any, pat: s
         # clean_environment drops our variables from the shell's and sets DEVICE=cpu and HF_HUB_OFFLINE=1
         env = clean_environment(MODEL_DIR=str(store), REDIS_URL=server.url, LABEL_STUDIO_URL=studio.base_url,
                                 LABEL_STUDIO_API_KEY=pat, LOG_LEVEL="INFO", TOKEN_BUDGET=str(TOKEN_BUDGET),
-                                WINDOW_STRIDE=str(STRIDE))
+                                WINDOW_STRIDE=str(STRIDE), PRELABEL_WRITE_BATCH=str(write_batch))
         workers = Workers(env, work)
         workers.start(n_workers)  # returns once every worker has loaded the model and listens
         assert studio.process is not None
@@ -195,8 +205,8 @@ def run_config(n_workers: int, *, studio: LabelStudioServer, client: Any, pat: s
         server.stop()
     if done.returncode != 0:
         print(f"  {name}: prelabel exited {done.returncode}\n{done.stdout}{done.stderr[-2000:]}", file=sys.stderr)
-    phases = {k: round(stats.get(f"{k}_seconds", 0.0), 2) for k in ("read", "infer", "write", "chunk")}
-    phases["other"] = round(phases["chunk"] - phases["read"] - phases["infer"] - phases["write"], 2)
+    phases = {k: round(stats.get(f"{k}_seconds", 0.0), 2) for k in ("read", "infer", "write", "write_wait", "chunk")}
+    phases["other"] = round(phases["chunk"] - phases["read"] - phases["infer"] - phases["write_wait"], 2)
     plan_s = None
     if run.get("started_at") and run.get("created_at"):
         plan_s = round(run["started_at"] - run["created_at"], 2)
@@ -212,28 +222,67 @@ def run_config(n_workers: int, *, studio: LabelStudioServer, client: Any, pat: s
     }
 
 
+def ls_write_ceiling(studio: LabelStudioServer, client: Any, texts: list[str], version: str,
+                     chunk_size: int) -> dict[str, Any]:
+    """Rows/s of Label Studio storing precomputed predictions for a fresh project of the same tasks, chunk_size per
+    request, one request after another: the most any pre-labeling through it can reach."""
+    from backend.studio import StudioClient
+
+    project, task_ids = create_project(client, texts, f"ceiling {len(texts)}")
+    studio_client = StudioClient(client)
+    result = [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": ["Positive"]},
+               "score": 0.9}]
+    payloads = [[{"task": t, "result": result, "score": 0.9, "model_version": version}
+                 for t in task_ids[start : start + chunk_size]] for start in range(0, len(task_ids), chunk_size)]
+    assert studio.process is not None
+    ls_pids = session_pids(studio.process.pid)
+    ls_cpu0 = cpu_seconds(ls_pids)
+    started = time.perf_counter()
+    created = sum(studio_client.import_predictions(project, payload) for payload in payloads)
+    seconds = time.perf_counter() - started
+    ls_cpu = cpu_seconds(ls_pids) - ls_cpu0
+    check = check_predictions(client, project, task_ids, version)
+    return {"name": "Label Studio write ceiling", "project": project, "rows": len(texts), "requests": len(payloads),
+            "created": created, "seconds": round(seconds, 2), "rows_per_s": round(len(texts) / seconds, 1),
+            "cpu_s": {"label_studio": round(ls_cpu, 1)},
+            "ls_cpu_ms_per_prediction": round(1000 * ls_cpu / max(1, len(texts)), 2), "check": check}
+
+
 def print_table(result: dict[str, Any]) -> None:
-    raw = result["raw"]
+    raw, ceiling = result["raw"], result["ls_ceiling"]
     rows = result["configurations"]
     print(f"nproc {result['machine']['nproc']}  model {result['model_version']}  tasks {result['tasks']}  "
-          f"chunk size {result['chunk_size']}  torch threads {raw['torch_threads']}")
-    head = (f"{'configuration':<30}{'rows':>7}{'s':>9}{'rows/s':>9}{'% raw':>7}{'vs 1w':>7}{'plan s':>8}"
-            f"{'read s':>8}{'infer s':>9}{'write s':>9}{'other s':>9}{'LS cpu':>8}{'wk cpu':>8}  check")
+          f"chunk size {result['chunk_size']}  write batch {result['write_batch']}  "
+          f"torch threads {raw['torch_threads']}")
+    head = (f"{'configuration':<30}{'rows':>7}{'s':>9}{'rows/s':>9}{'% raw':>7}{'% LS':>7}{'vs 1w':>7}{'plan s':>8}"
+            f"{'read s':>8}{'infer s':>9}{'write s':>9}{'wait s':>8}{'other s':>9}{'LS cpu':>8}{'wk cpu':>8}  check")
     print(head)
     print("-" * len(head))
-    print(f"{raw['name']:<30}{raw['rows']:>7}{raw['seconds']:>9}{raw['rows_per_s']:>9}{100:>7}{'-':>7}{'-':>8}"
-          f"{'-':>8}{raw['seconds']:>9}{'-':>9}{'-':>9}{'-':>8}{'-':>8}")
+    print(f"{raw['name']:<30}{raw['rows']:>7}{raw['seconds']:>9}{raw['rows_per_s']:>9}{100:>7}{'-':>7}{'-':>7}"
+          f"{'-':>8}{'-':>8}{raw['seconds']:>9}{'-':>9}{'-':>8}{'-':>9}{'-':>8}{'-':>8}")
+    print(f"{ceiling['name']:<30}{ceiling['rows']:>7}{ceiling['seconds']:>9}{ceiling['rows_per_s']:>9}{'-':>7}"
+          f"{100:>7}{'-':>7}{'-':>8}{'-':>8}{'-':>9}{ceiling['seconds']:>9}{'-':>8}{'-':>9}"
+          f"{ceiling['cpu_s']['label_studio']:>8}{'-':>8}  {_check_text(ceiling['check'])}")
     for r in rows:
-        p, c = r["phases_s"], r["check"]
+        p = r["phases_s"]
         speedup = "-" if r["speedup_vs_1_worker"] is None else f"{r['speedup_vs_1_worker']:.2f}"
-        ok = "ok" if not (c["lost"] or c["duplicated_tasks"] or c["other_versions"]) else (
-            f"lost {c['lost']} dup {c['duplicated_tasks']} other {c['other_versions']}")
+        ok = _check_text(r["check"])
         if r["state"] != "finished":
             ok += f" ({r['state']})"
-        print(f"{r['name']:<30}{r['rows']:>7}{r['seconds']:>9}{r['rows_per_s']:>9}{r['pct_of_raw']:>7}{speedup:>7}"
-              f"{str(r['plan_s']):>8}{p['read']:>8}{p['infer']:>9}{p['write']:>9}{p['other']:>9}"
-              f"{r['cpu_s']['label_studio']:>8}{r['cpu_s']['workers']:>8}  {ok}")
-    print("phase seconds are summed over workers; read/infer/write/other add up to the chunks' time")
+        print(f"{r['name']:<30}{r['rows']:>7}{r['seconds']:>9}{r['rows_per_s']:>9}{r['pct_of_raw']:>7}"
+              f"{r['pct_of_ls_ceiling']:>7}{speedup:>7}{str(r['plan_s']):>8}{p['read']:>8}{p['infer']:>9}"
+              f"{p['write']:>9}{p['write_wait']:>8}{p['other']:>9}{r['cpu_s']['label_studio']:>8}"
+              f"{r['cpu_s']['workers']:>8}  {ok}")
+    print("phase seconds are summed over workers; read + infer + wait + other = the chunks' time (write overlaps "
+          f"infer); Label Studio stored a prediction in {ceiling['ls_cpu_ms_per_prediction']} ms of its CPU")
+    best = max((r["pct_of_ls_ceiling"] for r in rows), default=0.0)
+    print(f"best end to end: {best} % of Label Studio's own write ceiling (goal: 85 %)")
+
+
+def _check_text(c: dict[str, int]) -> str:
+    if not (c["lost"] or c["duplicated_tasks"] or c["other_versions"]):
+        return "ok"
+    return f"lost {c['lost']} dup {c['duplicated_tasks']} other {c['other_versions']}"
 
 
 def main() -> None:
@@ -241,6 +290,7 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=20000)
     ap.add_argument("--model", choices=["real", "tiny"], default="real")
     ap.add_argument("--chunk-size", type=int, default=500)
+    ap.add_argument("--write-batch", type=int, default=0, help="PRELABEL_WRITE_BATCH (0: one write a chunk)")
     ap.add_argument("--workers", default="1,2", help="comma-separated worker counts, one configuration each")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds one prelabel run may take")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "prelabel_throughput.json")
@@ -266,11 +316,14 @@ def main() -> None:
 
             pat = create_personal_access_token(studio.base_url, studio.email, studio.password)
             client = LabelStudio(base_url=studio.base_url, api_key=pat, timeout=600)
+            print(f"Label Studio write ceiling: {args.tasks} precomputed predictions ...", flush=True)
+            ceiling = ls_write_ceiling(studio, client, texts, version, args.chunk_size)
             for n in counts:
                 print(f"{n} worker(s): {args.tasks} tasks ...", flush=True)
                 configurations.append(run_config(n, studio=studio, client=client, pat=pat, store=store,
-                                                 version=version, texts=texts, chunk_size=args.chunk_size, tmp=tmp,
-                                                 logs=logs, timeout=args.timeout))
+                                                 version=version, texts=texts, chunk_size=args.chunk_size,
+                                                 write_batch=args.write_batch, tmp=tmp, logs=logs,
+                                                 timeout=args.timeout))
         finally:
             studio.stop()
             with contextlib.suppress(OSError):
@@ -278,13 +331,15 @@ def main() -> None:
     one = next((c for c in configurations if c["workers"] == 1), None)
     for c in configurations:
         c["pct_of_raw"] = round(100 * c["rows_per_s"] / raw["rows_per_s"], 1)
+        c["pct_of_ls_ceiling"] = round(100 * c["rows_per_s"] / ceiling["rows_per_s"], 1)
         c["speedup_vs_1_worker"] = round(c["rows_per_s"] / one["rows_per_s"], 2) if one else None
     result = {
         "model_version": version, "model": args.model, "tasks": args.tasks, "chunk_size": args.chunk_size,
+        "write_batch": args.write_batch,
         "texts": "SST-2 train sentences, cycled, prefixed with the row number",
         "machine": {"nproc": len(os.sched_getaffinity(0)), "cpus": os.cpu_count(),
                     "python": platform.python_version(), "platform": platform.platform()},
-        "raw": raw, "configurations": configurations,
+        "raw": raw, "ls_ceiling": ceiling, "configurations": configurations,
     }
     print_table(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -76,6 +76,7 @@ TOKEN_BUDGET, STRIDE = 2048, 128  # the Settings defaults; given to the services
 IMPORT_BATCH = 1000
 FINAL_STATES = {"finished", "finished_with_errors", "failed", "cancelled"}
 GOAL_IMDB_POINTS, GOAL_SST2_LOSS_POINTS, GOAL_SECONDS = 3.0, 1.0, 180.0
+GOAL_PREFILL_COVERAGE, GOAL_PREFILL_PRECISION, GOAL_QUEUE_PRECISION, TOP_ERRORS = 0.60, 0.97, 0.50, 20
 PHASES = ("queued", "loading annotations", "training", "evaluating", "publishing", "promoting", "done")
 
 
@@ -100,20 +101,52 @@ def split_imdb(rows: list[Example], n_labels: int, eval_rows: int | None, seed: 
     return labels, rest if eval_rows is None else rest[:eval_rows]
 
 
-def score_version(path: Path, sets: dict[str, list[Example]]) -> dict[str, Any]:
-    """Load a checkpoint and evaluate it on each named set (the worker's inference knobs); metrics per set."""
+def score_version(version: Any, sets: dict[str, list[Example]]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """Load a store version and evaluate it on each named set (the worker's inference knobs) as it serves, at its
+    calibration temperature, and at T = 1 (the baseline: `ece_t1`, `log_loss_t1`): (metrics per set, the served
+    predictions per set)."""
+    from backend import calibration
     from backend.model.classifier import SentimentClassifier
-    from backend.training import evaluate
+    from backend.training import score_predictions
 
     started = time.perf_counter()
-    classifier = SentimentClassifier.from_path(path, device="cpu", token_budget=TOKEN_BUDGET, stride=STRIDE)
-    scores: dict[str, Any] = {}
+    temperature = calibration.temperature_of(version.meta)
+    classifier = SentimentClassifier.from_path(version.path, device="cpu", token_budget=TOKEN_BUDGET, stride=STRIDE)
+    scores: dict[str, Any] = {"temperature": temperature,
+                              "calibrated": bool(calibration.record_of(version.meta).get("calibrated"))}
+    served: dict[str, list[Any]] = {}
     for name, examples in sets.items():
-        metrics = evaluate(classifier, examples)
+        raw = classifier.predict([e.text for e in examples])
+        gold = [e.label for e in examples]
+        served[name] = calibration.calibrate(raw, temperature)
+        metrics = score_predictions(served[name], gold)
+        at_one = score_predictions(raw, gold)
+        metrics.update(ece_t1=at_one["ece"], log_loss_t1=at_one["log_loss"])
         scores[name] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}
     scores["seconds"] = round(time.perf_counter() - started, 1)
     del classifier
-    return scores
+    return scores, served
+
+
+def at_threshold(predictions: list[Any], examples: list[Example], threshold: float | None) -> dict[str, Any]:
+    """Coverage (share of rows scoring at least `threshold`) and precision among them, on rows the threshold was
+    not chosen on."""
+    if threshold is None:
+        return {"threshold": None, "coverage": 0.0, "precision": None, "rows": len(examples)}
+    chosen = [(p, e) for p, e in zip(predictions, examples, strict=True) if p.score >= threshold]
+    right = sum(p.label == e.label for p, e in chosen)
+    return {"threshold": threshold, "coverage": round(len(chosen) / len(examples), 4),
+            "precision": round(right / len(chosen), 4) if chosen else None, "rows": len(examples),
+            "prefilled": len(chosen)}
+
+
+def flip_rows(rows: list[Example], fraction: float, seed: int) -> tuple[list[Example], set[int]]:
+    """The rows with a seeded `fraction` of their labels flipped (what annotators get wrong), and which indexes."""
+    if not 0 <= fraction < 1:
+        raise SystemExit("--flip must be in [0, 1)")
+    chosen = set(random.Random(seed + 1).sample(range(len(rows)), round(fraction * len(rows))))
+    other = {"NEGATIVE": "POSITIVE", "POSITIVE": "NEGATIVE"}
+    return [Example(r.text, other[r.label]) if i in chosen else r for i, r in enumerate(rows)], chosen
 
 
 # ---------------------------------------------------------------- services
@@ -172,11 +205,11 @@ def create_labeled_project(client: Any, rows: list[Example]) -> tuple[int, list[
     return project.id, ids
 
 
-def annotate(client: Any, project: int, rows: list[Example]) -> int:
-    """One annotation per task, with the row's true label; returns how many were created."""
+def annotate(client: Any, project: int, rows: list[Example]) -> dict[str, int]:
+    """One annotation per task, with the row's label (flipped ones included); the task id of each text."""
     label_of = {r.text: r.label for r in rows}
     listed: Any = client.tasks.list(project=project, fields="task_only")
-    created = 0
+    task_of: dict[str, int] = {}
     for task in listed:
         text = (task.data or {}).get("text")
         if text not in label_of:
@@ -184,8 +217,23 @@ def annotate(client: Any, project: int, rows: list[Example]) -> int:
         choice = CHOICES[label_of[text]]
         result = [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices", "value": {"choices": [choice]}}]
         client.annotations.create(id=int(task.id), result=result)
-        created += 1
-    return created
+        task_of[text] = int(task.id)
+    return task_of
+
+
+def wait_for_assessment(backend_url: str, auth: tuple[str, str], project: int, version: str,
+                        timeout: float = 900) -> dict[str, Any]:
+    """GET /projects/{id}/label-errors until it shows the worker's assessment of `version` (the threshold and the
+    label-error queue it stored after the training)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reply = requests.get(f"{backend_url}/projects/{project}/label-errors", auth=auth, timeout=10)
+        reply.raise_for_status()
+        shown: dict[str, Any] = reply.json()
+        if shown.get("assessed") and shown.get("version") == version:
+            return shown
+        time.sleep(2.0)
+    raise RuntimeError(f"no assessment of {version} for project {project} after {timeout:.0f} s")
 
 
 def connect(env: dict[str, str], project: int, backend_url: str) -> dict[str, Any]:
@@ -265,11 +313,12 @@ def phase_seconds(seen: dict[str, float], job: dict[str, Any], trigger_epoch: fl
     return {"first_seen_s": seen, "durations_s": durations, **exact}
 
 
-def promotion_time(store_dir: Path, version: str | None, trigger_epoch: float) -> float | None:
-    """Seconds from the trigger to the HISTORY line that made `version` current (1 s resolution), if any."""
+def promotion_time(store_dir: Path, project: int, version: str | None, trigger_epoch: float) -> float | None:
+    """Seconds from the trigger to the line of the project's HISTORY that made `version` current (1 s
+    resolution), if any."""
     from backend.store import ModelStore
 
-    for change in ModelStore(store_dir).history():
+    for change in ModelStore(store_dir).history(project):
         if version and change.get("version") == version:
             with contextlib.suppress(ValueError, TypeError):
                 return round(datetime.fromisoformat(str(change["at"])).timestamp() - trigger_epoch, 1)
@@ -293,7 +342,8 @@ def print_table(result: dict[str, Any]) -> None:
           f"{result['data']['imdb_eval_rows']}  SST-2 dev rows {result['data']['sst2_dev_rows']}  seed "
           f"{result['data']['seed']}  epochs {result['train_settings']['epochs']}  max length "
           f"{result['train_settings']['max_length']}  TRAIN_MAX_SECONDS {result['train_settings']['max_seconds']}")
-    head = (f"{'model':<26}{'version':<36}{'IMDB acc':>9}{'Δ pts':>8}{'F1':>7}{'ECE':>7}{'SST-2 acc':>10}"
+    head = (f"{'model':<26}{'version':<36}{'IMDB acc':>9}{'Δ pts':>8}{'F1':>7}{'ECE T=1':>8}{'ECE':>7}{'T':>6}"
+            f"{'SST-2 acc':>10}"
             f"{'Δ pts':>8}{'trigger→final s':>17}{'promoted':>10}  train/val/holdout")
     print(head)
     print("-" * len(head))
@@ -308,13 +358,33 @@ def print_table(result: dict[str, Any]) -> None:
         final = "-" if key == "before" else str(t.get("trigger_to_final_s"))
         promoted = "-" if key == "before" else str(t.get("promoted"))
         print(f"{labels[key]:<26}{row['version'][:35]:<36}{100 * imdb['accuracy']:>9.2f}{d_imdb:>8}"
-              f"{imdb['macro_f1']:>7.3f}{imdb['ece']:>7.3f}{100 * sst2['accuracy']:>10.2f}{d_sst2:>8}"
+              f"{imdb['macro_f1']:>7.3f}{imdb['ece_t1']:>8.3f}{imdb['ece']:>7.3f}{row['temperature']:>6.2f}"
+              f"{100 * sst2['accuracy']:>10.2f}{d_sst2:>8}"
               f"{final:>17}{promoted:>10}  {'-' if key == 'before' else sizes}")
     g = result["goals"]
     print(f"goals: IMDB ≥ +{GOAL_IMDB_POINTS:g} pts: {g['imdb_gain']['value']:+.2f} {mark(g['imdb_gain']['met'])}   "
           f"SST-2 ≥ -{GOAL_SST2_LOSS_POINTS:g} pt: {g['sst2_loss']['value']:+.2f} {mark(g['sst2_loss']['met'])}   "
           f"trigger→promotion ≤ {GOAL_SECONDS:g} s: {g['promotion_seconds']['value']} "
           f"{mark(g['promotion_seconds']['met'])}")
+    calib = (t.get("candidate_meta") or {}).get("calibration") or {}
+    if calib.get("before"):
+        print(f"candidate's own calibration record ({calib.get('fitted_on', {}).get('description')} → "
+              f"{calib.get('measured_on')}, {calib['before']['rows']} rows): ECE {calib['before']['ece']:.4f} → "
+              f"{calib['after']['ece']:.4f}, log-loss {calib['before']['log_loss']:.4f} → "
+              f"{calib['after']['log_loss']:.4f}")
+    p = result["prefill"]
+    record, shown = p.get("record") or {}, p["imdb_eval"]
+    print(f"pre-fill threshold from the project holdout ({record.get('rows')} rows, target "
+          f"{record.get('target')} at confidence {record.get('confidence')}): {record.get('threshold')} "
+          f"(holdout coverage {record.get('coverage')}); on the {shown['rows']} unseen IMDB rows: coverage "
+          f"{shown['coverage']:.1%}, precision {shown['precision']}  {mark(g['prefill_coverage']['met'])}")
+    if record.get("threshold") is None:
+        print(f"  no threshold: {record.get('reason')}")
+    q = result["label_error_queue"]
+    if q["flipped"]:
+        print(f"label-error queue: {q['queue_length']} rows of {q['scored']} scored; top {q['top']}: {q['hits']} "
+              f"flipped (precision {q['precision_top']}, {q['top_by_side']})  recall over the whole queue "
+              f"{q['recall_all']} of {q['flipped']} flipped  {mark(g['label_error_top']['met'])}")
     print(f"job {t.get('job_id')} {t.get('state')}: {t.get('summary')}")
     print(f"Label Studio answered the train request in {t.get('ls_answer_s')} s (HTTP {t.get('ls_status')}); "
           f"phases (s, 1 s poll): {t.get('phases', {}).get('durations_s')}")
@@ -322,12 +392,29 @@ def print_table(result: dict[str, Any]) -> None:
         print(f"  error: {line}")
 
 
+def label_error_queue(assessment: dict[str, Any], flipped: set[int], top: int = TOP_ERRORS) -> dict[str, Any]:
+    """How many of the stored queue's first `top` rows are annotations made wrong on purpose, per side."""
+    rows = assessment.get("rows") or []
+    first = rows[:top]
+    hits = [r for r in first if int(r["task_id"]) in flipped]
+    return {
+        "flipped": len(flipped), "queue_length": assessment.get("found", 0), "scored": assessment.get("scored", 0),
+        "top": len(first), "hits": len(hits), "precision_top": round(len(hits) / len(first), 4) if first else None,
+        "recall_all": round(len({int(r["task_id"]) for r in rows} & flipped) / len(flipped), 4) if flipped else None,
+        "top_by_side": {side: {"rows": sum(r.get("side") == side for r in first),
+                               "hits": sum(r.get("side") == side for r in hits)} for side in ("holdout", "train")},
+    }
+
+
 def mark(ok: bool | None) -> str:
     return "met" if ok else "MISSED"
 
 
-def goals(scores: dict[str, Any], training: dict[str, Any]) -> dict[str, Any]:
+def goals(scores: dict[str, Any], training: dict[str, Any], prefill: dict[str, Any],
+          queue: dict[str, Any]) -> dict[str, Any]:
     after, before = scores["after"], scores["before"]
+    shown = prefill["imdb_eval"]
+    held = shown["precision"] is not None and shown["precision"] >= GOAL_PREFILL_PRECISION
     gain, loss = points(after, before, "imdb_eval"), points(after, before, "sst2_dev")
     seconds = training.get("trigger_to_promotion_s")
     in_time = bool(training.get("promoted")) and seconds is not None and seconds <= GOAL_SECONDS
@@ -337,6 +424,14 @@ def goals(scores: dict[str, Any], training: dict[str, Any]) -> dict[str, Any]:
                       "met": loss >= -GOAL_SST2_LOSS_POINTS},
         "promotion_seconds": {"value": seconds if seconds is not None else "not promoted",
                               "goal": f"<= {GOAL_SECONDS} s", "met": in_time},
+        "prefill_coverage": {"value": shown["coverage"], "precision": shown["precision"],
+                             "goal": f">= {GOAL_PREFILL_COVERAGE:.0%} of unseen IMDB rows pre-filled at >= "
+                                     f"{GOAL_PREFILL_PRECISION:.0%} precision",
+                             "met": held and shown["coverage"] >= GOAL_PREFILL_COVERAGE},
+        "label_error_top": {"value": queue["precision_top"], "goal": f">= {GOAL_QUEUE_PRECISION:.0%} of the top "
+                                                                     f"{TOP_ERRORS} are flipped annotations",
+                            "met": None if not queue["flipped"] else (queue["precision_top"] or 0)
+                            >= GOAL_QUEUE_PRECISION},
     }
 
 
@@ -344,9 +439,11 @@ def goals(scores: dict[str, Any], training: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_label_studio_flow(args: argparse.Namespace, tmp: Path, store: Path, label_rows: list[Example],
-                          logs: Path, training: dict[str, Any]) -> None:
+                          flipped: set[int], logs: Path, training: dict[str, Any]) -> None:
     """Steps 4 and 5 of the module docstring; fills `training` (the JSON of what the training did) as it goes,
     so what was learnt before a failure is kept."""
+    from backend.store import ModelStore
+
     studio = LabelStudioServer(tmp / "label-studio", free_port())
     redis_server = RedisServer(tmp)
     backend: subprocess.Popen[bytes] | None = None
@@ -393,9 +490,12 @@ def run_label_studio_flow(args: argparse.Namespace, tmp: Path, store: Path, labe
             raise SystemExit(f"connect: Label Studio reports an error for the backend: {connection}")
         ml_backend_id = int(connection["ml_backend_id"])
         print(f"project {project}: {len(task_ids)} tasks, ML backend {ml_backend_id}; annotating ...", flush=True)
-        annotated = annotate(client, project, label_rows)
+        task_of = annotate(client, project, label_rows)
+        annotated = len(task_of)
+        training["flipped_task_ids"] = sorted(task_of[label_rows[i].text] for i in flipped)
         setup_s = round(time.perf_counter() - started, 1)
-        print(f"{annotated} annotations in {setup_s} s (project, import, connect, annotations)", flush=True)
+        print(f"{annotated} annotations ({len(flipped)} flipped) in {setup_s} s (project, import, connect, "
+              "annotations)", flush=True)
 
         token = access_token(studio.base_url, pat)
         print(f"POST /api/ml/{ml_backend_id}/train (the Start Training button) ...", flush=True)
@@ -425,9 +525,16 @@ def run_label_studio_flow(args: argparse.Namespace, tmp: Path, store: Path, labe
             "errors": final.get("errors", []), "failed_jobs": final.get("failed_jobs", []),
             "trigger_to_final_s": trigger_to_final, "trigger_to_final_polled_s": elapsed, "phases": phases,
             "trigger_to_promotion_s": trigger_to_final if promoted else None,
-            "promotion_history_s": promotion_time(store, final.get("candidate"), trigger_epoch) if promoted else None,
+            "promotion_history_s": (promotion_time(store, project, final.get("candidate"), trigger_epoch)
+                                    if promoted else None),
             "job": final,
         })
+        served = ModelStore(store).current_version(project)
+        if served is not None and final["state"] in ("finished", "finished_with_errors"):
+            print(f"waiting for the worker's assessment of {served} (threshold, label errors) ...", flush=True)
+            assessed_at = time.perf_counter()
+            training["assessment"] = wait_for_assessment(backend_url, auth, project, served)
+            training["assessment_s"] = round(time.perf_counter() - assessed_at, 1)
     finally:
         if workers is not None:
             workers.stop_all()
@@ -457,6 +564,8 @@ def main() -> None:
     ap.add_argument("--rehearsal-file", type=lambda p: Path(p).resolve(), default=None,
                     help="TRAIN_REHEARSAL_FILE, e.g. data/sst2/train.tsv (old-domain rows mixed into training)")
     ap.add_argument("--rehearsal-ratio", type=float, default=None, help="TRAIN_REHEARSAL_RATIO")
+    ap.add_argument("--flip", type=float, default=0.0,
+                    help="share of the annotations made with the wrong label (the label-error experiment)")
     ap.add_argument("--timeout", type=float, default=None,
                     help="seconds to wait for the job (default: max-seconds + 1200)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "retrain_domain.json")
@@ -473,8 +582,10 @@ def main() -> None:
 
     imdb = read_imdb()
     label_rows, eval_rows = split_imdb(imdb, args.labels, args.eval_rows, args.seed)
+    annotated_rows, flipped = flip_rows(label_rows, args.flip, args.seed)
     sst2_dev = read_examples(SST2_DEV)
     sets = {"imdb_eval": eval_rows, "sst2_dev": sst2_dev}
+    served: dict[str, dict[str, list[Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="retrain-bench-") as tmp_name:
         tmp = Path(tmp_name)
         store = tmp / "models"
@@ -483,36 +594,46 @@ def main() -> None:
         assert before_version is not None, f"store {source} has no current version"
         print(f"store {source} copied; current {before_version.version}. Scoring it on {len(eval_rows)} IMDB rows "
               f"and {len(sst2_dev)} SST-2 dev rows ...", flush=True)
-        scores: dict[str, Any] = {"before": {"version": before_version.version,
-                                             **score_version(before_version.path, sets)}}
+        before_scores, served["before"] = score_version(before_version, sets)
+        scores: dict[str, Any] = {"before": {"version": before_version.version, **before_scores}}
         print(f"  before: IMDB {100 * scores['before']['imdb_eval']['accuracy']:.2f}  SST-2 dev "
               f"{100 * scores['before']['sst2_dev']['accuracy']:.2f}  ({scores['before']['seconds']} s)", flush=True)
 
         training: dict[str, Any] = {}
         try:
-            run_label_studio_flow(args, tmp, store, label_rows, logs, training)
+            run_label_studio_flow(args, tmp, store, annotated_rows, flipped, logs, training)
         except RuntimeError as exc:  # the flow failed after the trigger: report it with what is known
             print(f"error: {exc}", file=sys.stderr)
             training.update(state="error", promoted=False, errors=[*training.get("errors", []), str(exc)])
 
         after_store = ModelStore(store)
-        after_version = after_store.current()
+        after_version = after_store.current(training.get("project"))
         assert after_version is not None
-        print(f"scoring the current version {after_version.version} ...", flush=True)
-        scores["after"] = {"version": after_version.version, **score_version(after_version.path, sets)}
+        print(f"scoring the version project {training.get('project')} is served, {after_version.version} ...",
+              flush=True)
+        after_scores, served["after"] = score_version(after_version, sets)
+        scores["after"] = {"version": after_version.version, **after_scores}
         candidate = training.get("candidate")
         if candidate and candidate != after_version.version:
             print(f"scoring the candidate {candidate} (not promoted) ...", flush=True)
-            scores["candidate"] = {"version": candidate, **score_version(after_store.get(candidate).path, sets)}
+            candidate_scores, served["candidate"] = score_version(after_store.get(candidate), sets)
+            scores["candidate"] = {"version": candidate, **candidate_scores}
         if candidate:
             meta = after_store.get(candidate).meta
             training["candidate_meta"] = {k: meta.get(k) for k in ("params", "training", "train_seconds", "metrics",
-                                                                   "compared_metrics", "decision", "counts")}
+                                                                   "compared_metrics", "decision", "counts",
+                                                                   "calibration")}
+    assessment = training.get("assessment") or {}
+    threshold = (assessment.get("prefill") or {}).get("threshold") if assessment.get("version") == scores[
+        "after"]["version"] else None
+    prefill = {"chosen_on": assessment.get("rows_source"), "record": assessment.get("prefill"),
+               "imdb_eval": at_threshold(served["after"]["imdb_eval"], eval_rows, threshold)}
+    queue = label_error_queue(assessment, set(training.get("flipped_task_ids") or []))
     result = {
         "store": str(source),
         "data": {"imdb": str(IMDB_CSV.relative_to(ROOT)), "sst2_dev": str(SST2_DEV.relative_to(ROOT)),
                  "labels": len(label_rows), "imdb_eval_rows": len(eval_rows), "sst2_dev_rows": len(sst2_dev),
-                 "seed": args.seed},
+                 "seed": args.seed, "flipped": len(flipped), "flip_fraction": args.flip},
         "train_settings": {
             "epochs": args.epochs if args.epochs is not None else defaults["train_epochs"].default,
             "learning_rate": args.learning_rate if args.learning_rate is not None
@@ -529,9 +650,9 @@ def main() -> None:
         },
         "machine": {"nproc": len(os.sched_getaffinity(0)), "cpus": os.cpu_count(),
                     "python": platform.python_version(), "platform": platform.platform(), "device": "cpu"},
-        "scores": scores, "training": training,
+        "scores": scores, "training": training, "prefill": prefill, "label_error_queue": queue,
     }
-    result["goals"] = goals(scores, training)
+    result["goals"] = goals(scores, training, prefill, queue)
     print_table(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str))

@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backend import errors
+from backend import errors, quality
 from backend.api import jobs as jobs_api
 from backend.api import models as models_api
 from backend.api.asgi import send_json
@@ -55,7 +55,8 @@ def create_app(
 ) -> FastAPI:
     """The backend's FastAPI app; `served` and `events` default to the store in MODEL_DIR and Redis at REDIS_URL."""
     served = served or ServedModel(
-        ModelStore(settings.model_dir), checkpoint_loader(settings), max_loaded=settings.max_loaded_models
+        ModelStore(settings.model_dir), checkpoint_loader(settings), max_loaded=settings.max_loaded_models,
+        check_interval_s=settings.model_check_interval_s,
     )
     state = BackendState(
         settings=settings,
@@ -63,6 +64,7 @@ def create_app(
         events=events or RedisEventLog(settings.redis_url),
         projects=ProjectConfigs(),
         inference=PredictExecutor(settings.max_concurrent_predicts),
+        thresholds=quality.Thresholds(settings.model_dir, settings.model_check_interval_s),
     )
 
     @asynccontextmanager

@@ -56,27 +56,49 @@ RECORDED_ACTIONS = frozenset(
 )
 
 
+@dataclass(frozen=True)
+class _Seen:
+    label_config: str
+    labels: tuple[str, ...]
+    spec: LabelingSpec
+
+
 class ProjectConfigs:
-    """The label config /setup last saw per project id, for a /predict that sends none; thread-safe and bounded
-    by total size (configs are at most MAX_LABEL_CONFIG_CHARS each), least recently seen dropped first."""
+    """The label config /setup or /predict last saw per project id and its parsed spec: for a /predict that sends
+    no config, and so that a project's next /predict finds its spec without a parse or a threadpool hop (the parse
+    itself is cached by content in backend.labeling.spec). Thread-safe and bounded by total size (configs are at
+    most MAX_LABEL_CONFIG_CHARS each), least recently seen dropped first."""
 
     def __init__(self, max_chars: int = 16 * 1024 * 1024) -> None:
-        self._configs: OrderedDict[int, str] = OrderedDict()
+        self._configs: OrderedDict[int, _Seen] = OrderedDict()
         self._max_chars = max_chars
         self._chars = 0
         self._lock = threading.Lock()
 
-    def remember(self, project_id: int, label_config: str) -> None:
-        """Keep a project's (already parsed) config, evicting the least recently seen ones beyond the bound."""
+    def remember(self, project_id: int, label_config: str, labels: tuple[str, ...], spec: LabelingSpec) -> None:
+        """Keep a project's config and its spec for these labels, evicting the least recently seen ones beyond the
+        bound."""
         with self._lock:
-            self._chars -= len(self._configs.pop(project_id, ""))
-            self._configs[project_id] = label_config
+            before = self._configs.pop(project_id, None)
+            self._chars -= len(before.label_config) if before else 0
+            self._configs[project_id] = _Seen(label_config, labels, spec)
             self._chars += len(label_config)
             while self._chars > self._max_chars and len(self._configs) > 1:
-                self._chars -= len(self._configs.popitem(last=False)[1])
+                self._chars -= len(self._configs.popitem(last=False)[1].label_config)
 
     def get(self, project_id: int | None) -> str | None:
         """The remembered config, or None."""
+        seen = self._seen(project_id)
+        return seen.label_config if seen else None
+
+    def spec(self, project_id: int | None, label_config: str, labels: tuple[str, ...]) -> LabelingSpec | None:
+        """The remembered spec when the project's config is this one and was parsed for these labels, else None."""
+        seen = self._seen(project_id)
+        if seen is None or seen.labels != labels or seen.label_config != label_config:
+            return None
+        return seen.spec
+
+    def _seen(self, project_id: int | None) -> _Seen | None:
         if project_id is None:
             return None
         with self._lock:
@@ -92,9 +114,10 @@ class BackendState:
     events: EventLog
     projects: ProjectConfigs
     inference: PredictExecutor
+    thresholds: quality.Thresholds
 
 
-def _state(request: Request) -> BackendState:
+async def _state(request: Request) -> BackendState:  # async: FastAPI would run a plain def in the threadpool
     state: BackendState = request.app.state.backend
     return state
 
@@ -124,8 +147,7 @@ async def setup(body: SetupRequest, state: State) -> dict[str, Any]:
     """Check the project's label config against its version's labels and return that model_version. Never loads."""
     version = state.served.version_for(body.project_id)
     labels = await run_in_threadpool(state.served.labels_of, version)
-    await run_in_threadpool(_spec, state, body.label_config, labels)
-    state.projects.remember(body.project_id, body.label_config)
+    await _project_spec(state, body.project_id, body.label_config, labels)
     return {"model_version": version}
 
 
@@ -140,16 +162,35 @@ async def predict(body: PredictRequest, state: State) -> dict[str, Any]:
         )
     model = await state.served.model_for(body.project_id)  # a version not loaded yet is awaited, off the loop
     label_config = _label_config(body, state)
-    spec = await run_in_threadpool(_spec, state, label_config, model.classifier.labels)
-    if body.label_config and body.project_id is not None:
-        state.projects.remember(body.project_id, label_config)  # only once it parsed: bounded and valid
+    spec = await _project_spec(state, body.project_id, label_config, tuple(model.classifier.labels))
     texts = _checked_texts(body.tasks, spec, limits.max_text_chars)
     predictions = await state.inference.run(_predict_texts, model.classifier, texts, limits.max_tokens_per_predict)
-    prefill_from = None  # PREFILL=all (the default) pre-fills every row: no file read, no threadpool hop
-    if limits.prefill == "confident":  # the project's threshold for this version (one small file read)
-        prefill_from = await run_in_threadpool(quality.threshold_for, limits.model_dir, body.project_id, model.version)
+    prefill_from = None  # PREFILL=all (the default) pre-fills every row: nothing to look up
+    if limits.prefill == "confident":  # the project's threshold for this version, re-read at most once a second
+        prefill_from = await _threshold(state, body.project_id, model.version)
     results = [build_prediction(pred, spec, model.version, prefill_from=prefill_from) for pred in predictions]
     return {"results": results, "model_version": model.version}
+
+
+async def _project_spec(
+    state: BackendState, project_id: int | None, label_config: str, labels: tuple[str, ...]
+) -> LabelingSpec:
+    """The project's spec as last parsed when its config and labels are unchanged (no hop); else parsed in the
+    threadpool (cached by content) and, once it parsed, remembered for the project: bounded and valid."""
+    spec = state.projects.spec(project_id, label_config, labels)
+    if spec is None:
+        spec = await run_in_threadpool(_spec, state, label_config, labels)
+        if project_id is not None:
+            state.projects.remember(project_id, label_config, labels, spec)
+    return spec
+
+
+async def _threshold(state: BackendState, project_id: int | None, version: str) -> float | None:
+    """The pre-fill threshold: from memory while fresh, else read from the store in the threadpool."""
+    fresh, threshold = state.thresholds.lookup(project_id, version)
+    if fresh:
+        return threshold
+    return await run_in_threadpool(state.thresholds.read, project_id, version)
 
 
 def _spec(state: BackendState, label_config: str, labels: tuple[str, ...]) -> LabelingSpec:

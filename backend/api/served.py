@@ -1,11 +1,14 @@
 """What the API serves: each project's version from the store's model lines, loaded through the one ModelCache.
 
-A request names its project; `version_for(project)` reads the project's line (one or two small file reads, no
-lock, no load), so /setup answers in milliseconds and every promotion or rollback is seen by the next request
-with no restart. `model_for(project)` awaits the version's load off the event loop (the cache loads on its
-own thread, each version once however many requests ask), so a project whose version is not loaded yet waits
-while the others keep being answered. A request holds one `LoadedModel`, so its predictions and its
-model_version always belong together.
+A request names its project; `version_for(project)` answers from memory and re-reads the project's line (one
+or two small file reads, no lock, no load) at most once per `check_interval_s` (MODEL_CHECK_INTERVAL_S), so
+most requests read no file at all and /setup answers in milliseconds. A promotion or rollback made through
+this process's store (the API's own routes) is seen by the very next request; one made by another process
+(the CLI, a worker's training) within the interval, with no restart. `model_for(project)` returns a loaded
+version at once and otherwise awaits its load off the event loop (the cache loads on its own thread, each
+version once however many requests ask), so a project whose version is not loaded yet waits while the others
+keep being answered. A request holds one `LoadedModel`, so its predictions and its model_version always
+belong together.
 
 /health and /versions describe the default line: LOADING until its version first loads (loading starts with
 the app), then UP; ERROR while that version fails to load or the store is empty.
@@ -16,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
+from collections.abc import Callable
 
 from backend.errors import ModelNotReady
 from backend.model.cache import LOAD_FAILED, RETRY_FAILED_AFTER_S, LoadedModel, Loader, ModelCache, checkpoint_loader
@@ -27,6 +32,9 @@ log = logging.getLogger(__name__)
 EMPTY_STORE = "the model failed to load: the model store has no current version; see the server log"
 # Label Studio gives /predict 100 s: a request whose version is still loading after this answers 503 and retries
 LOAD_WAIT_S = 90.0
+# how stale a project's pointer may be when another process moved it (the MODEL_CHECK_INTERVAL_S default)
+CHECK_INTERVAL_S = 1.0
+MAX_REMEMBERED_PROJECTS = 10_000
 
 __all__ = ["Classifier", "LoadedModel", "Loader", "ServedModel", "checkpoint_loader"]
 
@@ -37,10 +45,16 @@ class ServedModel:
     def __init__(
         self, store: ModelStore, loader: Loader, *, max_loaded: int = 3,
         retry_failed_after: float = RETRY_FAILED_AFTER_S, load_wait_s: float = LOAD_WAIT_S,
+        check_interval_s: float = CHECK_INTERVAL_S, clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.cache = ModelCache(store, loader, max_loaded=max_loaded, retry_failed_after=retry_failed_after)
         self.load_wait_s = load_wait_s
+        self.check_interval_s = check_interval_s
+        self._clock = clock
+        # project → (its version, when the pointer files were read, store.changes then); plain dict operations
+        # only, so the event loop and the threadpool may both use it without a lock
+        self._pointers: dict[int | None, tuple[str | None, float, int]] = {}
         self._up = threading.Event()  # the default line's version loaded once: UP from then on
         self._empty = False
 
@@ -48,9 +62,22 @@ class ServedModel:
     def version_for(self, project: int | None) -> str:
         """The version the project is served now (its line's, else the default line's); no load, no lock.
         ModelNotReady when the store has no version at all."""
-        version = self.store.current_version(project)
+        version = self._pointer(project)
         if version is None:
             raise ModelNotReady(EMPTY_STORE)
+        return version
+
+    def _pointer(self, project: int | None) -> str | None:
+        """store.current_version(project), read from the files at most once per check_interval_s (at once after a
+        pointer change made through this process's store)."""
+        now, changes = self._clock(), self.store.changes
+        seen = self._pointers.get(project)
+        if seen is not None and seen[2] == changes and now - seen[1] < self.check_interval_s:
+            return seen[0]
+        version = self.store.current_version(project)
+        if len(self._pointers) >= MAX_REMEMBERED_PROJECTS:
+            self._pointers.clear()
+        self._pointers[project] = (version, now, changes)
         return version
 
     def labels_of(self, version: str) -> tuple[str, ...]:
@@ -65,7 +92,9 @@ class ServedModel:
         """The project's version, loaded: at once when it is in memory, else after its load (awaited, never on the
         event loop); ModelNotReady when it fails to load or takes longer than load_wait_s."""
         version = self.version_for(project)
-        future = self.cache.load(version)
+        future = self.cache.load(version)  # a loaded version: a done future (and its use is counted for the LRU)
+        if future.done() and future.exception() is None:  # the common case: no task, no wait
+            return future.result()
         try:
             return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), self.load_wait_s)
         except TimeoutError:
@@ -130,7 +159,7 @@ class ServedModel:
 
     def _default(self) -> str | None:
         try:
-            return self.store.current_version()
+            return self._pointer(None)
         except OSError as exc:
             log.warning("cannot read the model store's default line: %s", exc)
             return None

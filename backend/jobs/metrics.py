@@ -15,6 +15,8 @@ from backend import keys
 log = logging.getLogger(__name__)
 
 STATS_KEY = keys.STATS
+# where a chunk's time goes; "write" overlaps "infer" (backend.jobs.prelabel), "write_wait" is the part it did not
+PHASES = ("read", "infer", "write", "write_wait")
 
 
 def record_chunk(redis: Any, outcome: Any, seconds: float) -> None:
@@ -26,7 +28,7 @@ def record_chunk(redis: Any, outcome: Any, seconds: float) -> None:
         pipe.hincrby(STATS_KEY, "rows_failed", outcome.failed)
         pipe.hincrby(STATS_KEY, "chunks", 1)
         pipe.hincrbyfloat(STATS_KEY, "chunk_seconds", seconds)
-        for phase in ("read", "infer", "write"):
+        for phase in PHASES:
             pipe.hincrbyfloat(STATS_KEY, f"{phase}_seconds", getattr(outcome, f"{phase}_s"))
         pipe.execute()
     except Exception as exc:  # metrics never fail a chunk
@@ -84,7 +86,7 @@ class JobsCollector(Collector):
         latency.add_metric([], count_value=int(stats.get("chunks", 0)), sum_value=stats.get("chunk_seconds", 0.0))
         yield latency
         phases = CounterMetricFamily("sentiment_prelabel_phase_seconds", "chunk time by phase", labels=["phase"])
-        for phase in ("read", "infer", "write"):
+        for phase in PHASES:
             phases.add_metric([phase], stats.get(f"{phase}_seconds", 0.0))
         yield phases
         depth = GaugeMetricFamily("sentiment_queue_jobs", "rq jobs per queue and state", labels=["queue", "state"])

@@ -5,8 +5,16 @@ Exactly once, as Label Studio's users see it (Label Studio has no upsert):
 1. plan: page through the task ids; a task that already holds a prediction of the run's model version is
    skipped, the rest is cut into chunks of fixed task ids;
 2. chunk: read the chunk's tasks *with their predictions* → delete extra copies of our version (keeping the
-   lowest id) → predict only tasks still without one → write them in one bulk request → compare the count
+   lowest id) → predict only tasks still without one → write them in bulk requests → compare the count
    Label Studio says it created with the count sent → read the tasks again and repair the same way.
+
+Inside a chunk, predicting and writing overlap: the tasks to write are cut into write batches
+(`write_batches`), one background thread sends batch k to Label Studio while this thread predicts batch k+1
+(torch releases the GIL), and at most one write is in flight. Label Studio spends more CPU storing a
+prediction than we spend computing it, so the chunk then takes about as long as its writes alone. A batch is
+sent only after the one before it was answered, a cancel is checked before each, and the chunk never returns
+or raises while a write is still in flight; the check before and the verify after cover the whole chunk, so
+a chunk stopped between two batches (killed, a 5xx, a cancel) is completed by its retry like any other.
 
 Every step is safe to repeat. A chunk that crashed after its write finds its predictions on the retry and
 writes nothing; two writers racing on a task (a re-trigger while a lost run still works) both end with the
@@ -17,7 +25,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +38,12 @@ from backend.model.types import Classifier
 from backend.studio import ProjectInfo, StudioClient, TaskPredictions
 
 log = logging.getLogger(__name__)
+
+
+# predictions per Label Studio write inside a chunk (the PRELABEL_WRITE_BATCH default); 0: the chunk in one write.
+# Label Studio 1.23.2's cost of one import request grows with the predictions the project already holds
+# (bench/prelabel_throughput.py), so on it more writes per chunk cost more than the overlap saves
+DEFAULT_WRITE_BATCH = 0
 
 
 class RunCancelled(Exception):
@@ -46,7 +61,9 @@ class ChunkOutcome:
     gone: int = 0
     read_s: float = 0.0
     infer_s: float = 0.0
-    write_s: float = 0.0
+    write_s: float = 0.0  # the writes' own time, overlapping inference
+    write_wait_s: float = 0.0  # time this thread waited for a write to be answered
+    writes: int = 0
     problems: list[str] = field(default_factory=list)
 
 
@@ -85,8 +102,9 @@ def prelabel_chunk(
     classifier: Classifier,
     model_version: str,
     *,
-    cancelled: Any = lambda: False,
+    cancelled: Callable[[], bool] = lambda: False,
     prefill_from: float | None = None,
+    write_batch: int = DEFAULT_WRITE_BATCH,
 ) -> ChunkOutcome:
     """Give every task of the chunk exactly one prediction of model_version (see the module docstring)."""
     out = ChunkOutcome()
@@ -97,24 +115,79 @@ def prelabel_chunk(
     out.already = len(tasks) - len(todo)
     if not todo:
         return out
-    payload, no_text = _predictions(todo, spec, classifier, model_version, out, prefill_from)
+    usable, no_text = _usable(todo, spec)
     if no_text:
         out.failed += len(no_text)
         out.problems.append(f"{len(no_text)} task(s) without a text in data[{spec.data_key!r}]: {_ids(no_text)}")
-    if not payload:
+    if not usable:
         return out
-    if cancelled():
-        raise RunCancelled()
-    started = time.monotonic()
-    created = studio.import_predictions(project_id, payload)
-    out.write_s += time.monotonic() - started
-    _verify(studio, project_id, [p["task"] for p in payload], model_version, created, out)
+    writer = _Pipeline(studio, project_id, cancelled, out)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prelabel-write") as pool:
+        for batch in write_batches(usable, write_batch):
+            payload = _predictions(batch, spec, classifier, model_version, out, prefill_from)
+            writer.send(pool, payload)  # waits for the previous write, then sends this one in the background
+        writer.drain()
+    _verify(studio, project_id, writer.sent, model_version, writer.created, out)
     return out
 
 
-def _read(studio: StudioClient, project_id: int, task_ids: Sequence[int], out: ChunkOutcome) -> list[TaskPredictions]:
+def write_batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """items in one write when size is 0 or at least len(items); else cut into writes of `size`, the first a
+    quarter of that (Label Studio, idle while the chunk's first batch is predicted, gets its first write sooner)."""
+    if size <= 0 or len(items) <= size:
+        yield items
+        return
+    first = max(1, size // 4)
+    yield items[:first]
+    for start in range(first, len(items), size):
+        yield items[start : start + size]
+
+
+class _Pipeline:
+    """The chunk's writes: one in flight at a time on a background thread, each sent once the previous one was
+    answered and no cancel was asked for; the created counts and the task ids sent add up here."""
+
+    def __init__(self, studio: StudioClient, project_id: int, cancelled: Callable[[], bool], out: ChunkOutcome):
+        self.studio, self.project_id, self.cancelled, self.out = studio, project_id, cancelled, out
+        self.sent: list[int] = []
+        self.created = 0
+        self._pending: Future[int] | None = None
+
+    def send(self, pool: ThreadPoolExecutor, payload: list[dict[str, Any]]) -> None:
+        """Wait for the write in flight (its error is raised here), then start writing payload."""
+        self.drain()
+        if not payload:
+            return
+        if self.cancelled():
+            raise RunCancelled()
+        self.sent += [p["task"] for p in payload]
+        self.out.writes += 1
+        self._pending = pool.submit(self._write, payload)
+
+    def drain(self) -> None:
+        """Wait for the write in flight, if any; a write that failed raises its error (LabelStudioError)."""
+        if self._pending is None:
+            return
+        pending, self._pending = self._pending, None
+        started = time.monotonic()
+        try:
+            self.created += pending.result()
+        finally:
+            self.out.write_wait_s += time.monotonic() - started
+
+    def _write(self, payload: list[dict[str, Any]]) -> int:
+        started = time.monotonic()
+        try:
+            return self.studio.import_predictions(self.project_id, payload)
+        finally:
+            self.out.write_s += time.monotonic() - started
+
+
+def _read(
+    studio: StudioClient, project_id: int, task_ids: Sequence[int], out: ChunkOutcome, *, with_data: bool = True
+) -> list[TaskPredictions]:
     started = time.monotonic()
-    tasks = studio.tasks(project_id, task_ids)
+    tasks = studio.tasks(project_id, task_ids, with_data=with_data)
     out.read_s += time.monotonic() - started
     return tasks
 
@@ -131,27 +204,30 @@ def _repair(studio: StudioClient, tasks: Sequence[TaskPredictions], model_versio
     return deleted
 
 
-def _predictions(
-    todo: Sequence[TaskPredictions], spec: LabelingSpec, classifier: Classifier, model_version: str,
-    out: ChunkOutcome, prefill_from: float | None,
-) -> tuple[list[dict[str, Any]], list[int]]:
+def _usable(todo: Sequence[TaskPredictions], spec: LabelingSpec) -> tuple[list[tuple[int, str]], list[int]]:
+    """([(task id, text)] of the tasks with a text, [ids of those without one])."""
     texts = texts_from_tasks([{"data": t.data} for t in todo], spec.data_key)
-    usable = [(t, text) for t, text in zip(todo, texts, strict=True) if text is not None]
+    usable = [(t.id, text) for t, text in zip(todo, texts, strict=True) if text is not None]
     no_text = [t.id for t, text in zip(todo, texts, strict=True) if text is None]
+    return usable, no_text
+
+
+def _predictions(
+    batch: Sequence[tuple[int, str]], spec: LabelingSpec, classifier: Classifier, model_version: str,
+    out: ChunkOutcome, prefill_from: float | None,
+) -> list[dict[str, Any]]:
     started = time.monotonic()
-    preds = classifier.predict([text for _, text in usable]) if usable else []
+    preds = classifier.predict([text for _, text in batch]) if batch else []
     out.infer_s += time.monotonic() - started
-    pairs = zip(usable, preds, strict=True)
-    payload = [{"task": t.id, **build_prediction(p, spec, model_version, prefill_from=prefill_from)}
-               for (t, _), p in pairs]
-    return payload, no_text
+    return [{"task": task_id, **build_prediction(p, spec, model_version, prefill_from=prefill_from)}
+            for (task_id, _), p in zip(batch, preds, strict=True)]
 
 
 def _verify(
     studio: StudioClient, project_id: int, sent: list[int], model_version: str, created: int, out: ChunkOutcome
 ) -> None:
-    """Read the written tasks back: repair duplicates, count what Label Studio dropped."""
-    tasks = _read(studio, project_id, sent, out)
+    """Read the written tasks back (their predictions only): repair duplicates, count what Label Studio dropped."""
+    tasks = _read(studio, project_id, sent, out, with_data=False)
     out.deduped += _repair(studio, tasks, model_version)
     have = {t.id for t in tasks if t.prediction_ids(model_version)}
     missing = [t for t in sent if t not in have]

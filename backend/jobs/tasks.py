@@ -30,6 +30,7 @@ from backend.jobs.runs import Run, RunState, RunStore
 from backend.labeling.spec import LabelingSpec
 from backend.lines import follow_in_studio
 from backend.model.cache import ModelCache
+from backend.model.memo import remembering
 from backend.model.types import Classifier
 from backend.retention import collect
 from backend.retraining import RetrainOutcome, RetrainPolicy, retrain
@@ -138,7 +139,8 @@ def prelabel_chunk(run_id: str, index: int) -> dict[str, Any]:
         prefill_from = (quality.threshold_for(ctx.store.root, run.project, run.model_version)
                         if ctx.settings.prefill == "confident" else None)
         out = prelabel_chunk_impl(ctx.studio(), run.project, task_ids, spec, classifier, run.model_version,
-                                  cancelled=lambda: runs.is_cancelled(run_id), prefill_from=prefill_from)
+                                  cancelled=lambda: runs.is_cancelled(run_id), prefill_from=prefill_from,
+                                  write_batch=ctx.settings.prelabel_write_batch)
     except RunCancelled:
         return {"cancelled": True}
     except Exception as exc:
@@ -152,8 +154,9 @@ def prelabel_chunk(run_id: str, index: int) -> dict[str, Any]:
     metrics.record_chunk(runs.redis, out, time.monotonic() - started)
     _count_chunk(runs, run_id, index, ok=True, done=out.written + out.already, failed=out.failed,
                  deduped=out.deduped, skipped=out.gone, total=-out.gone)
-    log.info("job %s chunk %d: %d written, %d already there, %d failed (read %.2fs, infer %.2fs, write %.2fs)",
-             run_id, index, out.written, out.already, out.failed, out.read_s, out.infer_s, out.write_s)
+    log.info("job %s chunk %d: %d written, %d already there, %d failed (read %.2fs, infer %.2fs, %d write(s) "
+             "%.2fs, of which waited for %.2fs)", run_id, index, out.written, out.already, out.failed, out.read_s,
+             out.infer_s, out.writes, out.write_s, out.write_wait_s)
     return {"written": out.written, "already": out.already, "failed": out.failed, "deduped": out.deduped}
 
 
@@ -254,22 +257,24 @@ def assess_project(project: int) -> dict[str, Any]:
     if version is None:
         return {"skipped": "the model store is empty"}
     copies = ctx.settings.train_on_prediction_copies
-    accepted = quality.read_accepted(ctx.studio(), project, ctx.models.get(version).labels,
+    classifier_of = remembering(ctx.models.get)  # the threshold and the report score the same rows: once
+    accepted = quality.read_accepted(ctx.studio(), project, classifier_of(version).labels,
                                      include_prediction_copies=copies)  # one export for both
-    record = quality.assess_project(ctx.studio(), ctx.store, project, classifier_of=ctx.models.get,
+    record = quality.assess_project(ctx.studio(), ctx.store, project, classifier_of=classifier_of,
                                     policy=quality.Policy.from_settings(ctx.settings), accepted=accepted)
     if record is None:
         return {"skipped": "the model store is empty"}
     return {"version": record["version"], "threshold": record["prefill"]["threshold"],
             "label_errors": record["label_errors"]["found"],
-            "report": _render_report(ctx, project, record["version"], accepted)}
+            "report": _render_report(ctx, project, record["version"], accepted, classifier_of)}
 
 
-def _render_report(ctx: WorkerContext, project: int, version: str, accepted: AnnotationSet) -> bool:
+def _render_report(ctx: WorkerContext, project: int, version: str, accepted: AnnotationSet,
+                   classifier_of: Callable[[str], Classifier]) -> bool:
     """Render and store the version's evaluation report (backend.report); a failure is logged, never raised: the
     assessment it follows is what the job is for."""
     try:
-        report.build(ctx.studio(), ctx.store, project, version, ctx.models.get, accepted=accepted)
+        report.build(ctx.studio(), ctx.store, project, version, classifier_of, accepted=accepted)
     except Exception:  # the page is a by-product: matplotlib, a full disk or Label Studio must not fail the job
         log.warning("project %s: the evaluation report of %s was not rendered", project, version, exc_info=True)
         return False

@@ -115,9 +115,11 @@ def _import_calibration(classifier: SentimentClassifier, path: Path | None) -> d
         temperature = calibration.fit(raw[:cut], [e.label for e in fit_rows])
     except ValueError as exc:
         raise InvalidRequest(f"--calibrate {path}: {exc}") from exc
+    check_gold = [e.label for e in check_rows]
+    own = calibration.own_rows_record(calibration.calibrate(raw[cut:], temperature), check_gold,
+                                      f"{len(check_rows)} rows of {path.name} (--calibrate) the fit did not use")
     return calibration.fitted(temperature, f"{cut} of {len(rows)} rows of {path.name} (seeded)", cut,
-                              f"the other {len(check_rows)} rows of {path.name}", raw[cut:],
-                              [e.label for e in check_rows])
+                              f"the other {len(check_rows)} rows of {path.name}", raw[cut:], check_gold, own)
 
 
 def ensure_current(store: ModelStore, model_ref: str) -> ModelVersion:

@@ -162,7 +162,8 @@ def make_backend(store: ModelStore, fake_classifier: FakeClassifier) -> Iterator
             loads.append(version.version)
             return fake_classifier
 
-        served = ServedModel(store, loader or fake_loader, max_loaded=settings.max_loaded_models)
+        served = ServedModel(store, loader or fake_loader, max_loaded=settings.max_loaded_models,
+                             check_interval_s=settings.model_check_interval_s)
         event_log = events if events is not None else MemoryEventLog()
         app = create_app(settings, served=served, events=event_log)
         client = stack.enter_context(TestClient(app, raise_server_exceptions=False))

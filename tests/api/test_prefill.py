@@ -33,7 +33,7 @@ def _predict(app: Any) -> dict[str, Any]:
 
 
 def test_confident_prefills_only_rows_at_or_above_the_threshold(make_backend: MakeBackend) -> None:
-    app = make_backend(prefill="confident")
+    app = make_backend(prefill="confident", model_check_interval_s=0)  # quality.save below stands for the worker
     everything = _predict(app)["results"]
     assert all(r["result"] for r in everything)  # no threshold stored yet: every row is pre-filled, as `all`
     quality.save(app.store.root, 1, _record(app.version))

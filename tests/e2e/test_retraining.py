@@ -152,6 +152,7 @@ def retraining(
         MODEL_DIR=str(model_dir), REDIS_URL=redis_server.url, LABEL_STUDIO_URL=label_studio.url,
         LABEL_STUDIO_API_KEY=label_studio.pat, BASIC_AUTH_USER=backend.user, BASIC_AUTH_PASS=backend.password,
         WEBHOOK_SECRET=backend.webhook_secret, LOG_LEVEL="INFO", **TRAIN_SETTINGS,
+        MODEL_CHECK_INTERVAL_S="0",  # the worker and the CLI promote; the checks right after must see it at once
     )
     version = run_cli("models", "import", str(build_distilbert(root / "tiny")), env=env).stdout.strip().splitlines()[-1]
     port = free_port()

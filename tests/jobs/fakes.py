@@ -80,7 +80,7 @@ class FakeStudio:
         for t in self.texts:
             yield t, frozenset(p["model_version"] for p in self.predictions if p["task"] == t)
 
-    def tasks(self, project_id: int, task_ids: Sequence[int]) -> list[TaskPredictions]:
+    def tasks(self, project_id: int, task_ids: Sequence[int], *, with_data: bool = True) -> list[TaskPredictions]:
         self._call("tasks")
         if self.poison & set(task_ids):
             raise LabelStudioUnavailable("Label Studio refused reading tasks: HTTP 502 injected (poisoned task)")
@@ -88,7 +88,8 @@ class FakeStudio:
             return tuple((p["id"], p["model_version"]) for p in self.predictions if p["task"] == t)
 
         found = [t for t in task_ids if t in self.texts]
-        return [TaskPredictions(id=t, data={"text": self.texts[t]}, predictions=held(t)) for t in found]
+        return [TaskPredictions(id=t, data={"text": self.texts[t]} if with_data else {}, predictions=held(t))
+                for t in found]
 
     def import_predictions(self, project_id: int, predictions: Sequence[dict[str, Any]]) -> int:
         self._call("import_predictions")

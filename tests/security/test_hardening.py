@@ -246,11 +246,13 @@ def test_a_webhook_with_200_000_ids_is_recorded_with_a_bounded_record(backend: B
 
 def test_label_configs_remembered_for_predict_are_bounded_by_total_size() -> None:
     from backend.api.routes import ProjectConfigs
+    from backend.labeling.spec import LabelingSpec
 
+    spec = LabelingSpec("sentiment", "text", "text", ("Positive", "Negative"), {}, ())
     configs = ProjectConfigs(max_chars=10_000)
     for project in range(1, 101):
-        configs.remember(project, "x" * 1000)
+        configs.remember(project, "x" * 1000, ("NEGATIVE", "POSITIVE"), spec)
     kept = [p for p in range(1, 101) if configs.get(p) is not None]
     assert kept == list(range(91, 101))
-    configs.remember(95, "y" * 5000)  # a re-sent config replaces its old size, and moves to the newest end
+    configs.remember(95, "y" * 5000, ("NEGATIVE", "POSITIVE"), spec)  # replaces its old size, moves to the newest end
     assert configs.get(95) == "y" * 5000 and sum(configs.get(p) is not None for p in range(1, 101)) == 6

@@ -13,6 +13,8 @@ from backend.calibration import (
     fit_temperature,
     fitted,
     measure,
+    own_rows,
+    own_rows_record,
     record_of,
     temperature_of,
     uncalibrated,
@@ -93,3 +95,15 @@ def test_records_say_what_was_fitted_where_and_before_after() -> None:
     meta = {"calibration": uncalibrated(1.7, "no validation slice")}
     assert temperature_of(meta) == 1.7 and record_of(meta)["calibrated"] is False
     assert temperature_of({}) == 1.0 and record_of({})["calibrated"] is False
+
+
+def test_own_rows_record_the_served_score_and_correctness_and_read_back() -> None:
+    served = [Prediction(label="POSITIVE", score=0.9, probs={"POSITIVE": 0.9, "NEGATIVE": 0.1}),
+              Prediction(label="NEGATIVE", score=0.7, probs={"POSITIVE": 0.3, "NEGATIVE": 0.7})]
+    own = own_rows_record(served, ["POSITIVE", "POSITIVE"], "two rows")
+    meta = {"calibration": fitted(1.5, "fit rows", 20, own_rows=own)}
+    assert own_rows(meta) == ([(0.9, True), (0.7, False)], "two rows")
+    assert own_rows({"calibration": uncalibrated(1.0, "none")}) is None
+    assert own_rows({}) is None
+    with pytest.raises(ValueError):
+        own_rows_record(served, ["POSITIVE"], "mismatch")

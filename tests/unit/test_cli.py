@@ -147,6 +147,9 @@ def test_models_import_calibrate_fits_a_temperature_and_list_shows_it(tiny_model
     as_json = json.loads(runner.invoke(main, ["models", "list", "--json"], env=env).stdout)
     assert {m["version"]: m["calibration"]["calibrated"] for m in as_json["models"]} == {
         plain.stdout.strip(): False, version: True}
+    assert len(record["own_rows"]["scores"]) == 18  # the rows the fit did not use, as served
+    shown = {m["version"]: m["calibration"] for m in as_json["models"]}[version]
+    assert shown["own_rows"] == {"rows": 18, "description": "18 rows of calib.tsv (--calibrate) the fit did not use"}
 
 
 def test_models_optimize_publishes_a_gated_engine_as_a_new_version_and_list_shows_the_gate(

@@ -84,3 +84,42 @@ def test_stored_records_apply_to_their_version_only(tmp_path: Path) -> None:
     shown = quality.report(tmp_path, 7)
     assert shown["assessed"] and shown["found"] == 1 and shown["rows"][0]["annotation_id"] == 1005
     assert "text" not in shown["rows"][0]  # texts never leave Label Studio through this record
+
+
+def test_before_any_annotation_the_threshold_comes_from_the_versions_own_rows() -> None:
+    served = Oracle()
+    own = ([(0.99, True)] * 200 + [(0.6, False)] * 20, "200 rows of its calibration file")
+    record = quality.assess(7, "v1", [], trained=set(), classifier_of=lambda v: served, parent=None,
+                            policy=POLICY, own_rows=own)
+    assert served.asked == []  # nothing to score: the version's rows were scored when it was published
+    prefill = record["prefill"]
+    assert prefill["rows"] == 220 and prefill["threshold"] is not None and prefill["threshold"] > 0.6
+    assert prefill["coverage"] == pytest.approx(200 / 220)
+    assert "no accepted annotation yet" in record["rows_source"]
+    assert "200 rows of its calibration file" in record["rows_source"] and "for data like those rows only" in (
+        record["rows_source"])
+    assert record["label_errors"]["found"] == 0
+
+
+def test_once_a_project_has_annotations_they_replace_the_versions_own_rows() -> None:
+    own = ([(0.99, True)] * 200, "calibration rows")
+    record = quality.assess(7, "v1", _rows(10), trained=set(), classifier_of=lambda v: Oracle(), parent=None,
+                            policy=POLICY, own_rows=own)
+    assert record["prefill"]["rows"] == 10 and record["prefill"]["threshold"] is None
+    assert "every accepted annotation" in record["rows_source"]
+
+
+def test_thresholds_are_read_at_most_once_per_interval_and_at_once_for_another_version(tmp_path: Path) -> None:
+    now = [0.0]
+    thresholds = quality.Thresholds(tmp_path, interval_s=1.0, clock=lambda: now[0])
+    assert thresholds.lookup(7, "v1") == (False, None)
+    assert thresholds.read(7, "v1") is None and thresholds.lookup(7, "v1") == (True, None)
+    record = quality.assess(7, "v1", _rows(120, flipped=[5]), trained=set(), classifier_of=lambda v: Oracle(),
+                            parent=None, policy=POLICY)
+    quality.save(tmp_path, 7, record)  # the worker's assessment lands
+    now[0] = 0.9
+    assert thresholds.lookup(7, "v1") == (True, None)  # within the interval: the remembered answer
+    now[0] = 1.0
+    assert thresholds.lookup(7, "v1") == (False, None)
+    assert thresholds.read(7, "v1") == record["prefill"]["threshold"] is not None
+    assert thresholds.lookup(7, "v2") == (False, None)  # another version: read again at once

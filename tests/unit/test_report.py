@@ -95,6 +95,13 @@ def test_without_rows_or_threshold_the_page_says_so() -> None:
     assert page.count("No labelled rows out of sample") == 4 and "No submitted annotation started" in page
 
 
+def test_without_annotations_the_page_names_the_rows_its_threshold_came_from() -> None:
+    page = report.render(_data(rows=[], prefill={"threshold": 0.95, "target": 0.97, "reason": "held"},
+                               prefill_source="no accepted annotation yet: the version's own labelled rows"))
+    assert ("Pre-fill threshold from no accepted annotation yet: the version&#x27;s own labelled rows: t = 0.95. held"
+            in page)
+
+
 def test_scored_rows_undo_the_temperature_for_the_before_curve() -> None:
     raw = np.array([[0.1, 0.9], [0.7, 0.3]])
     served = calibration.apply(raw, 2.0)
@@ -201,7 +208,7 @@ def test_a_failed_render_in_the_worker_logs_and_is_not_raised(
     ctx = SimpleNamespace(studio=no_studio, store=ModelStore(tmp_path), models=SimpleNamespace(get=None),
                           settings=SimpleNamespace(train_on_prediction_copies=False))
     with caplog.at_level(logging.WARNING, logger="backend.jobs.tasks"):
-        assert tasks._render_report(ctx, 1, "v-1", AnnotationSet(rows=[])) is False  # type: ignore[arg-type]
+        assert tasks._render_report(ctx, 1, "v-1", AnnotationSet(rows=[]), ctx.models.get) is False  # type: ignore[arg-type]
     assert "evaluation report of v-1 was not rendered" in caplog.text
 
 

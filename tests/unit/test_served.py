@@ -112,3 +112,55 @@ def test_a_failed_default_is_an_error_until_a_retry_loads_it(
     served.refresh()
     served.wait(5)
     assert served.ready and served.error is None and served.current().version == v1
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_pointer_files_are_read_at_most_once_per_interval_and_another_process_is_seen_after_it(
+    store: ModelStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = publish(store, tmp_path, "first")
+    second = publish(store, tmp_path, "second", current=False)
+    clock = Clock()
+    served = ServedModel(store, Loader(), check_interval_s=1.0, clock=clock)
+    reads: list[int | None] = []
+    real = store.current_version
+    monkeypatch.setattr(store, "current_version", lambda project=None: reads.append(project) or real(project))
+    assert [served.version_for(3) for _ in range(50)] == [first] * 50
+    assert reads == [3]  # one read for fifty requests
+    ModelStore(store.root).set_current(second, project=3)  # another process (the CLI, a worker) promotes
+    clock.now += 0.5
+    assert served.version_for(3) == first and reads == [3]  # within the interval: not seen yet
+    clock.now += 0.5
+    assert served.version_for(3) == second and reads == [3, 3]  # the interval passed: seen
+
+
+def test_a_promotion_through_this_processs_store_is_seen_by_the_next_request(store: ModelStore,
+                                                                             tmp_path: Path) -> None:
+    first = publish(store, tmp_path, "first")
+    second = publish(store, tmp_path, "second", current=False)
+    served = ServedModel(store, Loader(), check_interval_s=3600, clock=Clock())
+    assert served.version_for(3) == first and served.version == first
+    store.set_current(second, project=3)  # what the API's promote route does
+    assert served.version_for(3) == second and served.version == first
+    store.set_current(second)
+    assert served.version == second
+    store.leave_line(3)
+    assert served.version_for(3) == second  # back on the default line, which moved too
+
+
+def test_an_interval_of_zero_reads_the_pointer_on_every_request(store: ModelStore, tmp_path: Path) -> None:
+    first = publish(store, tmp_path, "first")
+    second = publish(store, tmp_path, "second", current=False)
+    served = ServedModel(store, Loader(), check_interval_s=0, clock=Clock())
+    assert served.version_for(3) == first
+    ModelStore(store.root).set_current(second, project=3)
+    assert served.version_for(3) == second

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from backend import starter
+from backend import calibration, starter
 from backend.datasets import read_examples
 from backend.starter import CALIBRATION_FILE, Preset, bootstrap, split_calibration
 from backend.store import ModelStore
@@ -74,5 +74,8 @@ def test_bootstrap_fits_its_temperature_on_the_split_and_measures_it_on_dev(
     assert calib["fitted_on"] == {"rows": 40,
                                   "description": "SST-2 train calibration split (sst2/calibration_rows.tsv)"}
     assert calib["measured_on"] == "SST-2 dev" and calib["before"]["rows"] == calib["after"]["rows"] == 30
+    own = calibration.own_rows(meta)  # the calibration rows as served: a project's threshold before annotations
+    assert own is not None and len(own[0]) == 40 and "calibration rows" in own[1]
+    assert all(0.5 <= score <= 1.0 for score, _ in own[0])
     assert meta["metrics"]["sst2_dev"]["ece"] == pytest.approx(calib["after"]["ece"], abs=1e-6)
     assert meta["data"] == {"train_rows": 50, "holdout_rows": 10, "dev_rows": 30, "calibration_rows": 40}

@@ -59,6 +59,18 @@ def test_tasks_reads_predictions_by_id() -> None:
     assert task.data == {"text": "hi"} and task.prediction_ids("v1") == [4, 9] and task.prediction_ids("v2") == []
 
 
+def test_tasks_without_data_asks_label_studio_for_ids_and_predictions_only() -> None:
+    includes: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        includes.append(request.url.params["include"])
+        return httpx.Response(200, json={"total": 1, "tasks": [{"id": 5, "predictions": [{"id": 4, "model_version":
+                                                                                          "v1"}]}]})
+
+    (task,) = client(handler).tasks(1, [5], with_data=False)
+    assert includes == ["id,predictions"] and task.data == {} and task.prediction_ids("v1") == [4]
+
+
 @pytest.mark.parametrize(
     ("status", "error", "text"),
     [(401, LabelStudioAuthError, "check LABEL_STUDIO_API_KEY"), (403, LabelStudioAuthError, "HTTP 403"),
