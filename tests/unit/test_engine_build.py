@@ -53,8 +53,11 @@ def test_the_export_holds_fused_graphs_and_a_torch_free_bundle(windowed: Path) -
                       "special_ids": {"cls": 101, "sep": 102, "pad": 0}}
     ops = {n.op_type for n in onnx.load(str(windowed / ENGINE_DIR / ENGINE_FILES[ONNX_FP32])).graph.node}
     assert {"Attention", "EmbedLayerNormalization", "SkipLayerNormalization"} <= ops  # fused, not SDPA-shaped
-    int8_ops = {n.op_type for n in onnx.load(str(windowed / ENGINE_DIR / ENGINE_FILES[ONNX_INT8])).graph.node}
-    assert {"MatMulInteger", "DynamicQuantizeLinear"} <= int8_ops
+    int8_nodes = onnx.load(str(windowed / ENGINE_DIR / ENGINE_FILES[ONNX_INT8])).graph.node
+    assert {"MatMulInteger", "DynamicQuantizeLinear"} <= {n.op_type for n in int8_nodes}
+    # INT8_RECIPE: the first encoder layer stays fp32, the others are int8
+    assert {n.op_type for n in int8_nodes if "layer.0/" in n.name and "MatMul" in n.op_type} == {"MatMul"}
+    assert any(n.op_type == "MatMulInteger" and "layer.1/" in n.name for n in int8_nodes)
 
 
 @pytest.mark.parametrize(("name", "atol", "batch_atol"), [(ONNX_FP32, 1e-5, 1e-5), (ONNX_INT8, 2e-2, 1e-3)])
