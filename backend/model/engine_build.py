@@ -3,7 +3,7 @@
 `build_engine(checkpoint, rows)` exports the checkpoint (loaded with eager attention, so ONNX Runtime's
 transformer optimizer can fuse it: EmbedLayerNormalization, Attention, SkipLayerNormalization, BiasGelu), fuses it
 (the fp32 engine) and quantizes the unfused export to dynamic int8 by INT8_RECIPE (the int8 engine: per-channel
-7-bit weights, the first encoder layer in fp32) into `checkpoint/onnx/`, then gates them:
+7-bit weights, the first two encoder layers in fp32) into `checkpoint/onnx/`, then gates them:
 on labelled rows the version was not trained on, an engine passes when its labels agree with torch fp32's on at
 least GATE_MIN_AGREEMENT of the rows, it loses at most GATE_MAX_LOSS_POINTS points of accuracy, and its own
 tokenizer copy gives the same ids as the checkpoint's. int8 is tried first, then fp32; the first that passes is
@@ -37,11 +37,15 @@ GATE_MAX_LOSS_POINTS = 0.3  # accuracy points an engine may lose against torch f
 GATE_MIN_ROWS = 100  # fewer own rows than this: gate on the bundled SST-2 dev rows instead (when given)
 OPSET = 17
 _PROBE = ["The movie was great!", "unflinchingly naïve Café", "don't", ""]
-# The int8 recipe that passes the gate on the trained starter (README, "Inference engine"): the default one (the
-# fused graph, per-tensor weights, QAttention) lost 0.69 points with 96.8 % agreement on SST-2 dev.
+# The int8 recipe, selected on the trained starter's 1,000 calibration rows (SST-2 train sentences held out of its
+# training; never on SST-2 dev, the scoreboard): the fastest variant that passes the gate there (README, "Inference
+# engine"). The default one (the fused graph, per-tensor weights, QAttention) agreed on 97.0 % and lost 0.6 points;
+# only the first layer in fp32 agreed on 99.0 % but lost 0.4 points.
 INT8_RECIPE = {"graph": "unfused export", "weight_type": "QInt8", "per_channel": True, "reduce_range": True,
-               "fp32": "first encoder layer's MatMul/Gemm"}
-_FIRST_LAYER = "layer.0/"  # the exporter's node names: /bert/encoder/layer.0/..., /distilbert/transformer/layer.0/...
+               "fp32": "first two encoder layers' MatMul/Gemm"}
+# the exporter's node names: /bert/encoder/layer.0/..., /distilbert/transformer/layer.1/... ("layer.1/" is not in
+# "layer.10/")
+_FP32_LAYERS = ("layer.0/", "layer.1/")
 
 
 @dataclass(frozen=True)
@@ -225,14 +229,15 @@ def _fuse(raw: Path, out: Path, config: Any) -> dict[str, int]:
 
 def _quantize(raw: Path, out: Path) -> dict[str, Any]:
     """Dynamic int8 of the unfused export by INT8_RECIPE: signed per-channel weights with a 7-bit range, the first
-    encoder layer's MatMul/Gemm nodes kept fp32. DefaultTensorType works around ORT's quantizer failing to find the
+    two encoder layers' MatMul/Gemm nodes kept fp32. DefaultTensorType works around ORT's quantizer failing to find the
     type of the exporter's intermediate MatMul outputs (performance-baseline.md, pitfall 4). The recipe, with how
     many nodes stayed fp32, for the build record."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     graph = onnx.load(str(raw), load_external_data=False)
-    kept = [n.name for n in graph.graph.node if n.op_type in ("MatMul", "Gemm") and _FIRST_LAYER in n.name]
+    kept = [n.name for n in graph.graph.node
+            if n.op_type in ("MatMul", "Gemm") and any(layer in n.name for layer in _FP32_LAYERS)]
     quantize_dynamic(str(raw), str(out), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
                      nodes_to_exclude=kept, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return {**INT8_RECIPE, "fp32_nodes": len(kept)}
