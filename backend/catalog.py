@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from backend.calibration import record_of
+from backend.model import engine
 from backend.store import DEFAULT_LINE, ModelStore, ModelVersion, line_name
 
 
@@ -61,6 +62,7 @@ def describe(version: ModelVersion, current: str | None, acceptance: Mapping[str
         "source": public_source(meta.get("source")),
         **{key: meta.get(key) for key in keys},
         "calibration": shown_calibration(meta),
+        "engine": engine.record_of(meta),
         "acceptance": acceptance.get(version.version),
         "collected": version.collected,
     }

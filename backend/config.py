@@ -20,6 +20,17 @@ class Settings(BaseSettings):
     model: str = Field(DEFAULT_MODEL, description="Hugging Face id or local checkpoint directory")
     model_dir: Path = Field(Path("models"), description="the model store")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    engine: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="auto: the version's best engine that passed its accuracy gate (torch on CUDA); torch; "
+        "onnx: force the ONNX export (an override: answers may change slightly under the same version string)"
+    )
+    inference_threads: int = Field(
+        0, ge=0, le=1024, description="intra-op threads of a process's engine; 0: 1 per worker, the usable cores in "
+        "the API and the CLI"
+    )
+    build_engine: bool = Field(
+        True, description="build and gate the ONNX engine of every version before it is published"
+    )
     token_budget: int = Field(2048, ge=64, description="max padded tokens per inference batch")
     window_stride: int = Field(128, ge=0, description="tokens shared by consecutive windows of a long text")
     max_loaded_models: int = Field(

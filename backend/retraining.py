@@ -31,6 +31,8 @@ from backend.datasets import read_examples
 from backend.errors import ModelUnavailable, NotEnoughAnnotations, PointerMoved
 from backend.holdout import Holdout
 from backend.labeling.spec import parse_spec
+from backend.model.engine import inference_threads
+from backend.model.engine_build import EngineBuild, sst2_dev
 from backend.model.types import Classifier, Example
 from backend.store import ModelStore, ModelVersion
 from backend.training import TrainParams, TrainProgress, evaluate, fine_tune, hold_out, score_predictions
@@ -63,6 +65,7 @@ class RetrainPolicy:
     rehearsal_file: Path | None = None  # the base model's own labelled data, mixed in so it forgets less
     rehearsal_ratio: float = 1.0
     include_prediction_copies: bool = False  # TRAIN_ON_PREDICTION_COPIES: train on Label Studio's bulk copies too
+    engine_build: EngineBuild | None = None  # the candidate's ONNX engine, built before it is published
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetrainPolicy:
@@ -79,6 +82,8 @@ class RetrainPolicy:
             margin=settings.promote_margin, base=settings.train_base,
             rehearsal_file=settings.train_rehearsal_file, rehearsal_ratio=settings.train_rehearsal_ratio,
             include_prediction_copies=settings.train_on_prediction_copies,
+            engine_build=EngineBuild(settings.build_engine, inference_threads(settings.inference_threads, "worker"),
+                                     sst2_dev(settings.data_dir) if settings.build_engine else None),
         )
 
 
@@ -190,6 +195,10 @@ def retrain(
         calibration_record, candidate_metrics = _calibrate(load_candidate(staged), base, validation, holdout)
         current_metrics = evaluate(classifier_of(current), holdout) if holdout else None
         decision = decide(candidate_metrics, current_metrics, len(holdout), policy, force=force)
+        say("building engine")
+        engine_record = (policy.engine_build.record(staged, holdout + validation,
+                                                    "the project holdout and validation slice")
+                         if policy.engine_build else {"chosen": "torch", "reason": "published without an engine build"})
         say("publishing")
         meta = {
             "source": f"fine-tuned on accepted annotations of Label Studio project {project}",
@@ -198,7 +207,7 @@ def retrain(
             "data_hash": annotations.data_hash(), "counts": counts, "params": asdict(params),
             "training": result.summary(), "train_seconds": round(result.train_seconds, 1),
             "metrics": {"holdout": candidate_metrics}, "compared_metrics": {"holdout": current_metrics},
-            "calibration": calibration_record,
+            "calibration": calibration_record, "engine": engine_record,
             "decision": asdict(decision), "status": "candidate", "job": label,
         }
         candidate = store.publish(staged, meta, name=f"p{project}-retrain", make_current=False)

@@ -21,6 +21,7 @@ from typing import Any
 from backend import calibration
 from backend.datasets import LABELS, read_examples
 from backend.model.classifier import SentimentClassifier
+from backend.model.engine_build import EngineBuild
 from backend.model.types import Classifier, Example
 from backend.store import ModelStore, ModelVersion
 from backend.training import TrainParams, TrainProgress, TrainResult, fine_tune, hold_out, score_predictions
@@ -67,9 +68,10 @@ def base_model_dir() -> Path:
 
 def bootstrap(
     store: ModelStore, data_dir: Path | str, preset: str = "quick",
-    progress: Callable[[TrainProgress], None] | None = None,
+    progress: Callable[[TrainProgress], None] | None = None, build: EngineBuild | None = None,
 ) -> ModelVersion:
-    """Fine-tune the bundled MiniLM on SST-2 train, score it on SST-2 dev, publish it and make it current."""
+    """Fine-tune the bundled MiniLM on SST-2 train, score it on SST-2 dev, build its engine with `build` (gated on
+    SST-2 dev; None: no engine), publish it and make it current."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     chosen = PRESETS[preset]
@@ -85,6 +87,8 @@ def bootstrap(
                  result.train_seconds, record["temperature"])
         meta = _meta(preset, chosen, result, metrics, (len(train), len(held), len(dev), len(calibration_rows)))
         meta["calibration"] = record
+        meta["engine"] = (build.record(staged, dev, "SST-2 dev (bundled data/sst2/dev.tsv)") if build else
+                          {"chosen": "torch", "reason": "published without an engine build"})
         return store.publish(staged, meta, name=f"minilm-sst2-{preset}", make_current=True)
 
 

@@ -22,7 +22,8 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from backend import calibration
 from backend.calibration import ECE_BINS
-from backend.model.classifier import SentimentClassifier, pack_batches, quiet_transformers, resolve_device
+from backend.model.classifier import SentimentClassifier, pack_batches
+from backend.model.torch_engine import quiet_transformers, resolve_device
 from backend.model.types import Classifier, Example, Prediction
 
 log = logging.getLogger(__name__)
@@ -242,7 +243,7 @@ class _Run:
 
     def _evaluate(self, step: int) -> bool:
         """Score the eval set, save when it is the best so far; True when patience has run out."""
-        classifier = SentimentClassifier(self.model, self.tokenizer, device=self.device)
+        classifier = SentimentClassifier.from_model(self.model, self.tokenizer, device=self.device)
         metrics = evaluate(classifier, self.eval_examples)
         self.model.train()
         key = (metrics["accuracy"], -metrics["log_loss"])

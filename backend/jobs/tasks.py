@@ -163,7 +163,7 @@ def prelabel_chunk(run_id: str, index: int) -> dict[str, Any]:
 
 # share of a training's progress reached when each phase starts; training itself fills TRAINING..EVALUATING
 PHASE_PROGRESS = {"queued": 0.0, "loading annotations": 0.02, "training": 0.05, "evaluating": 0.9,
-                  "publishing": 0.95, "promoting": 0.98}
+                  "building engine": 0.92, "publishing": 0.95, "promoting": 0.98}
 REPORT_EVERY_S = 1.0
 
 

@@ -75,7 +75,7 @@ def build_context(settings: Settings) -> tasks.WorkerContext:
     # a training killed mid-way leaves its half-built checkpoint in staging/: clear those older than any live one
     if removed := store.clean_staging(older_than_s=settings.train_max_seconds + 3600):
         log.info("removed %d abandoned staging director(ies) from %s", removed, store.staging_root)
-    models = ModelCache(store, checkpoint_loader(settings), max_loaded=settings.max_loaded_models)
+    models = ModelCache(store, checkpoint_loader(settings, "worker"), max_loaded=settings.max_loaded_models)
     current = store.current_version()
     if current:
         models.get(current)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backend.errors import ModelNotReady
+from backend.model.engine import Role, inference_threads
 from backend.model.types import Classifier
 
 if TYPE_CHECKING:
@@ -49,14 +50,17 @@ class LoadedModel:
     load_seconds: float
 
 
-def checkpoint_loader(settings: Settings) -> Loader:
-    """The production loader: SentimentClassifier.from_path on a version's checkpoint with the settings' knobs."""
+def checkpoint_loader(settings: Settings, role: Role = "api") -> Loader:
+    """The production loader: a version's checkpoint with the settings' knobs, its engine chosen by ENGINE and its
+    threads by INFERENCE_THREADS for this kind of process (backend.model.engine.inference_threads)."""
+    threads = inference_threads(settings.inference_threads, role)
 
     def load(version: ModelVersion) -> Classifier:
-        from backend.model.loading import load_version  # torch: imported only when a model loads
+        from backend.model.loading import load_version  # the engine's libraries: imported only when a model loads
 
         return load_version(
-            version, device=settings.device, token_budget=settings.token_budget, stride=settings.window_stride
+            version, device=settings.device, token_budget=settings.token_budget, stride=settings.window_stride,
+            engine_setting=settings.engine, threads=threads,
         )
 
     return load

@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend import calibration
 from backend.calibration import temperature_of
 from backend.datasets import read_examples
 from backend.errors import InvalidRequest, ModelUnavailable
-from backend.model.classifier import SentimentClassifier, quiet_transformers
+from backend.model import engine
+from backend.model.classifier import SentimentClassifier
+from backend.model.types import Example
 from backend.store import ModelStore, ModelVersion
+
+if TYPE_CHECKING:
+    from backend.model.engine_build import EngineBuild
 
 log = logging.getLogger(__name__)
 
@@ -28,18 +34,68 @@ CALIBRATE_FIT_SHARE = 0.7  # of an import's --calibrate rows: the fit; the rest 
 
 def import_checkpoint(
     store: ModelStore, src_dir: Path | str, *, name: str | None = None, source: str | None = None,
-    make_current: bool = True, calibrate_on: Path | None = None,
+    make_current: bool = True, calibrate_on: Path | None = None, build: EngineBuild | None = None,
 ) -> ModelVersion:
     """Validate that src_dir loads and predicts, fit its temperature on `calibrate_on` (a text/label TSV or CSV;
-    without one it serves at 1.0, uncalibrated), then publish it as a new version; raises InvalidCheckpoint."""
+    without one it serves at 1.0, uncalibrated), build its engine with `build` (gated on the calibration file's
+    rows, or the build's fallback rows; None: no engine), then publish it as a new version; raises
+    InvalidCheckpoint."""
     src = Path(src_dir)
     classifier = SentimentClassifier.from_path(src, device="cpu")
     classifier.predict([_CHECK_TEXT])
     meta = {"source": source or str(src.resolve()), "labels": list(classifier.labels), "kind": "import",
             "calibration": _import_calibration(classifier, calibrate_on)}
-    version = store.publish(src, meta, name=name or src.name, make_current=make_current)
+    with store.staging() as staged:
+        _copy_checkpoint(src, staged)
+        own = read_examples(calibrate_on) if calibrate_on is not None else []
+        meta["engine"] = _engine_record(staged, build, own, f"the --calibrate rows ({calibrate_on})")
+        version = store.publish(staged, meta, name=name or src.name, make_current=make_current)
     log.info("imported %s as %s", meta["source"], version.version)
     return version
+
+
+def optimize_version(
+    store: ModelStore, version: str, build: EngineBuild, *, gate_on: list[Example] | None = None,
+    gate_source: str = "", name: str | None = None,
+) -> ModelVersion:
+    """Build the engine of a stored version (its weights, calibration and metrics as they are) and publish the
+    result as a new version, parent = `version`, moving no line; gated on `gate_on` or the build's fallback rows."""
+    parent = store.get(version)
+    if parent.collected:
+        raise InvalidRequest(f"model version {version!r} had its weights removed by `models gc`: nothing to optimize")
+    kept = {k: v for k, v in parent.meta.items() if k not in _NOT_INHERITED}
+    meta = {**kept, "kind": "optimize", "parent": parent.version, "optimized_from": parent.version}
+    with store.staging() as staged:
+        _copy_checkpoint(parent.path, staged)
+        meta["engine"] = build.record(staged, gate_on or [], gate_source)
+        optimized = store.publish(staged, meta, name=name or _base_name(parent.version), make_current=False)
+    log.info("optimized %s as %s: engine %s", version, optimized.version, meta["engine"]["chosen"])
+    return optimized
+
+
+_NOT_INHERITED = ("version", "created_at", "engine", "status", "decision", "collected_at", "bytes_freed", "job",
+                  "compared_with", "compared_metrics")
+
+
+def _base_name(version: str) -> str:
+    """`p3-retrain-20261201-102433` → `p3-retrain-optimized` (the store adds a fresh timestamp)."""
+    parts = version.split("-")
+    while len(parts) > 1 and parts[-1].isdigit():
+        parts.pop()
+    return "-".join(parts) + "-optimized"
+
+
+def _copy_checkpoint(src: Path, staged: Path) -> None:
+    """The checkpoint's files into a staging directory; an engine directory it carries is never copied (engines
+    are built for the version being published, never inherited)."""
+    shutil.copytree(src, staged, dirs_exist_ok=True, ignore=lambda d, names: [engine.ENGINE_DIR]
+                    if Path(d) == src and engine.ENGINE_DIR in names else [])
+
+
+def _engine_record(staged: Path, build: EngineBuild | None, own: list[Example], source: str) -> dict[str, Any]:
+    if build is None:
+        return {"chosen": engine.TORCH, "reason": "published without an engine build"}
+    return build.record(staged, own, source)
 
 
 def _import_calibration(classifier: SentimentClassifier, path: Path | None) -> dict[str, Any]:
@@ -95,6 +151,8 @@ def unavailable_message(model_ref: str, cause: BaseException) -> str:
 
 def _import_from_hub(store: ModelStore, model_id: str) -> ModelVersion:
     """Load model_id through transformers (cache first, network only if the hub answers), stage and import it."""
+    from backend.model.torch_engine import quiet_transformers
+
     tokenizer, model = _from_hub(model_id)
     with store.staging() as staged:
         with quiet_transformers():
@@ -105,6 +163,8 @@ def _import_from_hub(store: ModelStore, model_id: str) -> ModelVersion:
 
 def _from_hub(model_id: str) -> tuple[Any, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from backend.model.torch_engine import quiet_transformers
 
     with quiet_transformers():
         try:
@@ -130,8 +190,16 @@ def probe_hub(timeout: float = HUB_PROBE_TIMEOUT_S) -> None:
         raise OSError(f"the Hugging Face hub at {constants.ENDPOINT} is unreachable ({exc})") from exc
 
 
-def load_version(version: ModelVersion, *, device: str, token_budget: int, stride: int) -> SentimentClassifier:
-    """The classifier of one store version, loaded with the given inference knobs, serving at the version's
-    calibration temperature (what the API, bulk runs and evaluation of a stored version all go through)."""
-    return SentimentClassifier.from_path(version.path, device=device, token_budget=token_budget, stride=stride,
-                                         temperature=temperature_of(version.meta))
+def load_version(
+    version: ModelVersion, *, device: str, token_budget: int, stride: int, engine_setting: engine.Requested = "auto",
+    threads: int | None = None,
+) -> SentimentClassifier:
+    """The classifier of one store version, loaded with the given inference knobs and the engine ENGINE picks
+    (backend.model.engine.choose), serving at the version's calibration temperature (what the API, bulk runs and
+    evaluation of a stored version all go through)."""
+    cuda = engine.cuda_wanted(device)
+    name = engine.choose(engine_setting, cuda=cuda, record=engine.record_of(version.meta),
+                         present=engine.built(version.path))
+    return SentimentClassifier.from_path(version.path, device="cuda" if cuda else "cpu", token_budget=token_budget,
+                                         stride=stride, temperature=temperature_of(version.meta), engine=name,
+                                         threads=threads)

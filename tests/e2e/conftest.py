@@ -59,6 +59,9 @@ _OUR_VARIABLES = (
     "LOG_LEVEL",
     "HOST",
     "PORT",
+    "ENGINE",
+    "INFERENCE_THREADS",
+    "BUILD_ENGINE",
 )
 
 
@@ -74,7 +77,8 @@ def cli_executable() -> str:
 def clean_environment(**settings: str) -> dict[str, str]:
     """os.environ without our settings, plus the given ones; Hugging Face kept offline."""
     env = {k: v for k, v in os.environ.items() if k not in _OUR_VARIABLES}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", DEVICE="cpu", **settings)
+    # no engine builds: the unit tier covers them, and an export per training would only slow these tiers down
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", DEVICE="cpu", BUILD_ENGINE="false", **settings)
     return env
 
 

@@ -23,7 +23,7 @@ from tests.modelfactory import build_distilbert
 pytestmark = pytest.mark.redis
 
 SETTINGS = dict(train_epochs=6, train_learning_rate=3e-3, train_min_annotations=20, train_holdout_fraction=0.25,
-                train_min_holdout=20, train_max_seconds=120)
+                train_min_holdout=20, train_max_seconds=120, build_engine=False)  # engine builds: the unit tier
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import torch
 
 from backend.errors import InvalidCheckpoint, TooManyTokens
 from backend.model.classifier import SentimentClassifier, aggregate_windows, pack_batches, window_spans
+from backend.model.torch_engine import TorchEngine
 from tests.modelfactory import build_distilbert
 
 pytestmark = pytest.mark.unit
@@ -40,16 +41,17 @@ def _probs(prediction: object) -> np.ndarray:
 def test_loads_labels_and_limits(tiny_classifier: SentimentClassifier) -> None:
     assert tiny_classifier.labels == ("NEGATIVE", "POSITIVE")
     assert tiny_classifier.max_length == 64
-    assert tiny_classifier.device == torch.device("cpu")
-    assert not tiny_classifier.model.training
+    engine = tiny_classifier.engine
+    assert isinstance(engine, TorchEngine) and engine.name == "torch"
+    assert engine.device == torch.device("cpu")
+    assert not engine.model.training
 
 
 def test_tokenizer_yields_real_word_pieces(tiny_classifier: SentimentClassifier) -> None:
-    tok = tiny_classifier.tokenizer
-    assert tok("The movie was great!")["input_ids"] == [101, 1996, 3185, 2001, 2307, 999, 102]
-    assert tok.convert_ids_to_tokens(tok("unflinchingly", add_special_tokens=False)["input_ids"]) == [
-        "un", "##fl", "##in", "##ching", "##ly"
-    ]
+    encoder = tiny_classifier.encoder
+    assert encoder.encode(["The movie was great!"]) == [[1996, 3185, 2001, 2307, 999]]
+    assert (encoder.special.cls, encoder.special.sep, encoder.special.pad) == (101, 102, 0)
+    assert encoder.pieces("unflinchingly") == ["un", "##fl", "##in", "##ching", "##ly"]
 
 
 def test_predictions_are_well_formed(tiny_classifier: SentimentClassifier) -> None:
@@ -93,7 +95,7 @@ def test_empty_inputs(tiny_classifier: SentimentClassifier) -> None:
 
 def test_long_text_is_windowed_not_truncated(short_window_dir: Path) -> None:
     clf = SentimentClassifier.from_path(short_window_dir, device="cpu", stride=8)
-    n_tokens = len(clf.tokenizer(LONG_TEXT, add_special_tokens=False)["input_ids"])
+    n_tokens = len(clf.encoder.encode([LONG_TEXT])[0])
     spans = window_spans(n_tokens, 30, 8)
     (long_pred, short_pred) = clf.predict([LONG_TEXT, "fine"])
     assert clf.max_length == 32 and n_tokens > 300
@@ -104,13 +106,14 @@ def test_long_text_is_windowed_not_truncated(short_window_dir: Path) -> None:
 
 def _manual_window_average(clf: SentimentClassifier, text: str, spans: list[tuple[int, int]]) -> np.ndarray:
     """The windowing done by hand: each window alone through the model, weighted by its token count."""
-    ids = clf.tokenizer(text, add_special_tokens=False)["input_ids"]
-    tok = clf.tokenizer
+    ids = clf.encoder.encode([text])[0]
+    special = clf.encoder.special
+    model = clf.engine.model  # type: ignore[attr-defined]
     rows, weights = [], []
     with torch.inference_mode():
         for start, end in spans:
-            window = torch.tensor([[tok.cls_token_id, *ids[start:end], tok.sep_token_id]])
-            rows.append(torch.softmax(clf.model(input_ids=window).logits, -1)[0].numpy())
+            window = torch.tensor([[special.cls, *ids[start:end], special.sep]])
+            rows.append(torch.softmax(model(input_ids=window).logits, -1)[0].numpy())
             weights.append(end - start)
     return np.average(np.array(rows), axis=0, weights=weights)
 

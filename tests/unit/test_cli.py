@@ -123,7 +123,7 @@ def _labelled_tsv(path: Path, rows: int) -> Path:
 
 
 def test_models_import_calibrate_fits_a_temperature_and_list_shows_it(tiny_model_dir: Path, tmp_path: Path) -> None:
-    env = {"MODEL_DIR": str(tmp_path / "models")}
+    env = {"MODEL_DIR": str(tmp_path / "models"), "BUILD_ENGINE": "false"}
     runner = CliRunner()
     plain = runner.invoke(main, ["models", "import", str(tiny_model_dir), "--name", "plain"], env=env)
     assert plain.exit_code == 0, plain.output
@@ -137,19 +137,43 @@ def test_models_import_calibrate_fits_a_temperature_and_list_shows_it(tiny_model
     assert record["fitted_on"] == {"rows": 42, "description": "42 of 60 rows of calib.tsv (seeded)"}
     assert record["measured_on"] == "the other 18 rows of calib.tsv"
     assert record["before"]["rows"] == record["after"]["rows"] == 18
-    assert fitted.stderr.strip().splitlines()[-1] == f"calibration: T={record['temperature']:.2f}"
+    assert fitted.stderr.strip().splitlines()[-2:] == [f"calibration: T={record['temperature']:.2f}", "engine=torch"]
 
     listing = runner.invoke(main, ["models", "list"], env=env)
     rows = [line for line in listing.stdout.splitlines() if line[2:].startswith(("plain", "fitted"))]
     lines = {line[2:].split()[0]: line for line in rows}
-    assert lines[plain.stdout.strip()].endswith("T=1.00 uncalibrated")
-    assert lines[version].endswith(f"T={record['temperature']:.2f}")
+    assert lines[plain.stdout.strip()].endswith("T=1.00 uncalibrated engine=torch")
+    assert lines[version].endswith(f"T={record['temperature']:.2f} engine=torch")
     as_json = json.loads(runner.invoke(main, ["models", "list", "--json"], env=env).stdout)
     assert {m["version"]: m["calibration"]["calibrated"] for m in as_json["models"]} == {
         plain.stdout.strip(): False, version: True}
     assert len(record["own_rows"]["scores"]) == 18  # the rows the fit did not use, as served
     shown = {m["version"]: m["calibration"] for m in as_json["models"]}[version]
     assert shown["own_rows"] == {"rows": 18, "description": "18 rows of calib.tsv (--calibrate) the fit did not use"}
+
+
+def test_models_optimize_publishes_a_gated_engine_as_a_new_version_and_list_shows_the_gate(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    (data / "sst2").mkdir(parents=True)
+    _labelled_tsv(data / "sst2" / "dev.tsv", 30)
+    env = {"MODEL_DIR": str(tmp_path / "models"), "DATA_DIR": str(data), "BUILD_ENGINE": "false"}
+    runner = CliRunner()
+    old = runner.invoke(main, ["models", "import", str(tiny_model_dir), "--name", "tiny"], env=env).stdout.strip()
+    result = runner.invoke(main, ["models", "optimize", old], env=env)  # builds even with BUILD_ENGINE=false
+    assert result.exit_code == 0, result.output
+    new = result.stdout.strip()
+    assert new != old and new.startswith("tiny-optimized-")
+    shown = result.stderr.strip().splitlines()[-1]
+    assert shown == "engine=onnx-int8 (gate: 100.0% agree, accuracy +0.00 pts on 30 rows)"
+    store = ModelStore(tmp_path / "models")
+    assert store.current_version() == old  # no line moved
+    assert store.get(new).meta["engine"]["gate"]["source"] == "SST-2 dev (bundled data/sst2/dev.tsv)"
+    listing = runner.invoke(main, ["models", "list"], env=env).stdout
+    assert any(line[2:].startswith(new) and line.endswith("pts on 30 rows)") for line in listing.splitlines())
+    missing = runner.invoke(main, ["models", "optimize", "tiny-20000101-000000"], env=env)
+    assert missing.exit_code == 2 and "not in the model store" in missing.stderr
 
 
 def test_models_import_calibrate_refuses_too_few_rows(tiny_model_dir: Path, tmp_path: Path) -> None:

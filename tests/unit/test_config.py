@@ -99,3 +99,16 @@ def test_secrets_never_show_in_a_repr(monkeypatch: pytest.MonkeyPatch) -> None:
                 assert value not in text, name
     assert isinstance(settings.webhook_secret, SecretStr)
     assert isinstance(settings.label_studio_api_key, SecretStr)
+
+
+def test_engine_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = load_settings()
+    assert (defaults.engine, defaults.inference_threads, defaults.build_engine) == ("auto", 0, True)
+    monkeypatch.setenv("ENGINE", "onnx")
+    monkeypatch.setenv("INFERENCE_THREADS", "4")
+    monkeypatch.setenv("BUILD_ENGINE", "false")
+    settings = load_settings()
+    assert (settings.engine, settings.inference_threads, settings.build_engine) == ("onnx", 4, False)
+    monkeypatch.setenv("ENGINE", "tensorrt")
+    with pytest.raises(ValueError, match="ENGINE"):
+        load_settings()

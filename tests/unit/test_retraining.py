@@ -150,7 +150,7 @@ def test_too_few_rows_for_a_validation_slice_inherit_the_parents_temperature(sto
     assert load_version(store.get(outcome.candidate), device="cpu", token_budget=2048,  # type: ignore[attr-defined]
                         stride=128).temperature == 1.7
     line = _version_line(describe(store.get(outcome.candidate), None, {}))  # type: ignore[attr-defined]
-    assert line.endswith("T=1.70 uncalibrated")
+    assert line.endswith("T=1.70 uncalibrated engine=torch")
 
 
 def test_promote_and_rollback_move_current_and_keep_a_history(store: ModelStore, tmp_path: Path) -> None:
