@@ -31,7 +31,7 @@ from backend.datasets import read_examples
 from backend.errors import ModelUnavailable, NotEnoughAnnotations, PointerMoved
 from backend.holdout import Holdout
 from backend.labeling.spec import parse_spec
-from backend.model.engine import inference_threads
+from backend.model.engine import inference_threads, unbuilt_record
 from backend.model.engine_build import EngineBuild, sst2_dev
 from backend.model.types import Classifier, Example
 from backend.store import ModelStore, ModelVersion
@@ -198,7 +198,7 @@ def retrain(
         say("building engine")
         engine_record = (policy.engine_build.record(staged, holdout + validation,
                                                     "the project holdout and validation slice")
-                         if policy.engine_build else {"chosen": "torch", "reason": "published without an engine build"})
+                         if policy.engine_build else unbuilt_record())
         say("publishing")
         meta = {
             "source": f"fine-tuned on accepted annotations of Label Studio project {project}",

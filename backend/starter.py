@@ -21,6 +21,7 @@ from typing import Any
 from backend import calibration
 from backend.datasets import LABELS, read_examples
 from backend.model.classifier import SentimentClassifier
+from backend.model.engine import unbuilt_record
 from backend.model.engine_build import EngineBuild
 from backend.model.types import Classifier, Example
 from backend.store import ModelStore, ModelVersion
@@ -88,7 +89,7 @@ def bootstrap(
         meta = _meta(preset, chosen, result, metrics, (len(train), len(held), len(dev), len(calibration_rows)))
         meta["calibration"] = record
         meta["engine"] = (build.record(staged, dev, "SST-2 dev (bundled data/sst2/dev.tsv)") if build else
-                          {"chosen": "torch", "reason": "published without an engine build"})
+                          unbuilt_record())
         return store.publish(staged, meta, name=f"minilm-sst2-{preset}", make_current=True)
 
 

@@ -64,6 +64,11 @@ def record_of(meta: Mapping[str, Any]) -> dict[str, Any]:
     return {"chosen": TORCH, "reason": "published before engines were built (`models optimize VERSION` adds one)"}
 
 
+def unbuilt_record(reason: str = "published without an engine build") -> dict[str, Any]:
+    """The `engine` record of a version published without an ONNX engine: it serves torch, and why."""
+    return {"chosen": TORCH, "reason": reason}
+
+
 def built(path: Path) -> list[str]:
     """The ONNX engines present in a checkpoint directory, best first."""
     folder = Path(path) / ENGINE_DIR

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.model.classifier import SentimentClassifier
-from backend.model.engine import ENGINE_DIR, ENGINE_FILES, ONNX_FP32, ONNX_INT8, TORCH
+from backend.model.engine import ENGINE_DIR, ENGINE_FILES, ONNX_FP32, ONNX_INT8, TORCH, unbuilt_record
 from backend.model.onnx_engine import Bundle, write_bundle
 from backend.model.types import Example, Prediction
 
@@ -68,10 +68,10 @@ class EngineBuild:
     def record(self, checkpoint: Path, own: Sequence[Example] = (), own_source: str = "") -> dict[str, Any]:
         """Build and gate the checkpoint's engine (see build_engine), or say why none was built."""
         if not self.enabled:
-            return no_gate_record("BUILD_ENGINE=false: published without an ONNX engine")
+            return unbuilt_record("BUILD_ENGINE=false: published without an ONNX engine")
         rows = gate_rows(own, own_source, self.fallback)
         if rows is None:
-            return no_gate_record("no labelled rows to gate an ONNX engine on")
+            return unbuilt_record("no labelled rows to gate an ONNX engine on")
         return build_engine(checkpoint, rows, threads=self.threads)
 
 
@@ -134,12 +134,13 @@ def gate(checkpoint: Path, rows: GateRows, reference: SentimentClassifier, *, th
     gold = [e.label for e in rows.examples]
     started = time.monotonic()
     torch_preds = reference.predict(texts)
+    reference_ids = reference.encoder.encode(texts + _PROBE)
     measured: dict[str, dict[str, Any]] = {}
     chosen = TORCH
     for name in (ONNX_INT8, ONNX_FP32):
         candidate = SentimentClassifier.from_path(checkpoint, device="cpu", engine=name, threads=threads)
         measured[name] = compare(torch_preds, candidate.predict(texts), gold)
-        same_ids = candidate.encoder.encode(texts + _PROBE) == reference.encoder.encode(texts + _PROBE)
+        same_ids = candidate.encoder.encode(texts + _PROBE) == reference_ids
         measured[name]["same_token_ids"] = same_ids
         measured[name]["passed"] = bool(measured[name]["passed"] and same_ids)
         if measured[name]["passed"]:
@@ -180,11 +181,6 @@ def gate_record(chosen: str, rows: GateRows, measured: dict[str, dict[str, Any]]
     reasons = {ONNX_INT8: "int8 passed the accuracy gate", ONNX_FP32: "int8 failed the accuracy gate; the fp32 "
                "export passed", TORCH: "no ONNX export passed the accuracy gate"}
     return {"chosen": chosen, "reason": reasons[chosen], "gate": gate_figures}
-
-
-def no_gate_record(reason: str) -> dict[str, Any]:
-    """The `engine` record of a version published without an ONNX engine (BUILD_ENGINE=false, no gate rows)."""
-    return {"chosen": TORCH, "reason": reason}
 
 
 def _keep_only(folder: Path, chosen: str) -> None:

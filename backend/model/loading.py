@@ -43,11 +43,11 @@ def import_checkpoint(
     src = Path(src_dir)
     classifier = SentimentClassifier.from_path(src, device="cpu")
     classifier.predict([_CHECK_TEXT])
+    own = _calibration_rows(calibrate_on)
     meta = {"source": source or str(src.resolve()), "labels": list(classifier.labels), "kind": "import",
-            "calibration": _import_calibration(classifier, calibrate_on)}
+            "calibration": _import_calibration(classifier, calibrate_on, own)}
     with store.staging() as staged:
         _copy_checkpoint(src, staged)
-        own = read_examples(calibrate_on) if calibrate_on is not None else []
         meta["engine"] = _engine_record(staged, build, own, f"the --calibrate rows ({calibrate_on})")
         version = store.publish(staged, meta, name=name or src.name, make_current=make_current)
     log.info("imported %s as %s", meta["source"], version.version)
@@ -94,17 +94,26 @@ def _copy_checkpoint(src: Path, staged: Path) -> None:
 
 def _engine_record(staged: Path, build: EngineBuild | None, own: list[Example], source: str) -> dict[str, Any]:
     if build is None:
-        return {"chosen": engine.TORCH, "reason": "published without an engine build"}
+        return engine.unbuilt_record()
     return build.record(staged, own, source)
 
 
-def _import_calibration(classifier: SentimentClassifier, path: Path | None) -> dict[str, Any]:
-    """Fit on a seeded CALIBRATE_FIT_SHARE of the file's rows and measure before/after on the rest (rows the fit
-    did not see); raises InvalidRequest when the file is unreadable or too small."""
+def _calibration_rows(path: Path | None) -> list[Example]:
+    """The rows of an import's --calibrate file (none without one); raises InvalidRequest when it is unreadable."""
+    if path is None:
+        return []
+    try:
+        return read_examples(path)
+    except ValueError as exc:
+        raise InvalidRequest(f"--calibrate {path}: {exc}") from exc
+
+
+def _import_calibration(classifier: SentimentClassifier, path: Path | None, examples: list[Example]) -> dict[str, Any]:
+    """Fit on a seeded CALIBRATE_FIT_SHARE of the --calibrate file's rows (`examples`) and measure before/after on
+    the rest (rows the fit did not see); raises InvalidRequest when they are too few."""
     if path is None:
         return calibration.uncalibrated(1.0, "imported without --calibrate: no labelled rows to fit on")
     try:
-        examples = read_examples(path)
         rows = list(examples)
         random.Random(0).shuffle(rows)
         cut = round(CALIBRATE_FIT_SHARE * len(rows))
