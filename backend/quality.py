@@ -31,6 +31,7 @@ from backend import calibration, tabs
 from backend.annotations import KEPT, AnnotationSet, accepted_annotations
 from backend.config import Settings
 from backend.errors import LabelStudioError
+from backend.freshness import FreshValues
 from backend.holdout import Holdout, project_dir
 from backend.label_errors import AnnotatedText, ScoredAnnotation, Side, likely_label_errors, score_annotations
 from backend.labeling.spec import parse_spec
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 
 FILE = "quality.json"
 MAX_LISTED_ERRORS = 500
-MAX_REMEMBERED_PROJECTS = 10_000  # Thresholds forgets everything beyond this many projects (ids are untrusted)
 
 
 @dataclass(frozen=True)
@@ -177,23 +177,16 @@ class Thresholds:
 
     def __init__(self, model_dir: Path | str, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.model_dir = model_dir
-        self.interval_s = interval_s
-        self._clock = clock
-        self._seen: dict[int | None, tuple[str, float | None, float]] = {}  # project → (version, threshold, read at)
+        self._seen: FreshValues[float | None] = FreshValues(interval_s, clock=clock)  # project → its threshold
 
     def lookup(self, project: int | None, version: str) -> tuple[bool, float | None]:
         """(True, the threshold) while the remembered one is fresh; (False, None) when it must be read."""
-        seen = self._seen.get(project)
-        if seen is None or seen[0] != version or self._clock() - seen[2] >= self.interval_s:
-            return False, None
-        return True, seen[1]
+        return self._seen.get(project, version)
 
     def read(self, project: int | None, version: str) -> float | None:
         """threshold_for, read now and remembered (a small file read: call it off the event loop)."""
         threshold = threshold_for(self.model_dir, project, version)
-        if len(self._seen) >= MAX_REMEMBERED_PROJECTS:
-            self._seen.clear()
-        self._seen[project] = (version, threshold, self._clock())
+        self._seen.put(project, version, threshold)
         return threshold
 
 

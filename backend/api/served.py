@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 
 from backend.errors import ModelNotReady
+from backend.freshness import FreshValues
 from backend.model.cache import LOAD_FAILED, RETRY_FAILED_AFTER_S, LoadedModel, Loader, ModelCache, checkpoint_loader
 from backend.model.types import Classifier
 from backend.store import ModelStore
@@ -34,7 +35,6 @@ EMPTY_STORE = "the model failed to load: the model store has no current version;
 LOAD_WAIT_S = 90.0
 # how stale a project's pointer may be when another process moved it (the MODEL_CHECK_INTERVAL_S default)
 CHECK_INTERVAL_S = 1.0
-MAX_REMEMBERED_PROJECTS = 10_000
 
 __all__ = ["Classifier", "LoadedModel", "Loader", "ServedModel", "checkpoint_loader"]
 
@@ -50,11 +50,8 @@ class ServedModel:
         self.store = store
         self.cache = ModelCache(store, loader, max_loaded=max_loaded, retry_failed_after=retry_failed_after)
         self.load_wait_s = load_wait_s
-        self.check_interval_s = check_interval_s
-        self._clock = clock
-        # project → (its version, when the pointer files were read, store.changes then); plain dict operations
-        # only, so the event loop and the threadpool may both use it without a lock
-        self._pointers: dict[int | None, tuple[str | None, float, int]] = {}
+        # project → its version, read under store.changes (backend.freshness)
+        self._pointers: FreshValues[str | None] = FreshValues(check_interval_s, clock=clock)
         self._up = threading.Event()  # the default line's version loaded once: UP from then on
         self._empty = False
 
@@ -70,14 +67,11 @@ class ServedModel:
     def _pointer(self, project: int | None) -> str | None:
         """store.current_version(project), read from the files at most once per check_interval_s (at once after a
         pointer change made through this process's store)."""
-        now, changes = self._clock(), self.store.changes
-        seen = self._pointers.get(project)
-        if seen is not None and seen[2] == changes and now - seen[1] < self.check_interval_s:
-            return seen[0]
-        version = self.store.current_version(project)
-        if len(self._pointers) >= MAX_REMEMBERED_PROJECTS:
-            self._pointers.clear()
-        self._pointers[project] = (version, now, changes)
+        changes = self.store.changes
+        fresh, version = self._pointers.get(project, changes)
+        if not fresh:
+            version = self.store.current_version(project)
+            self._pointers.put(project, changes, version)
         return version
 
     def labels_of(self, version: str) -> tuple[str, ...]:
