@@ -32,8 +32,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from scipy.special import betaincinv
-
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.999, 0.995, 0.99, 0.98, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5)
 METHOD = "clopper-pearson lower bound; fallback procedure over a fixed threshold grid, high to low"
 
@@ -69,6 +67,8 @@ def precision_lower_bound(correct: int, n: int, alpha: float) -> float:
         raise ValueError(f"correct must be between 0 and n, got {correct} of {n}")
     if correct == 0:
         return 0.0
+    from scipy.special import betaincinv  # scipy costs the API a quarter second at start-up: loaded on first use
+
     return float(betaincinv(correct, n - correct + 1, alpha))
 
 

@@ -1,4 +1,8 @@
-"""Calls from the backend to the Label Studio API, through label-studio-sdk 2.1.x."""
+"""Calls from the backend to the Label Studio API, through label-studio-sdk 2.1.x.
+
+The SDK is imported when a client is made, not with this module: importing it costs about a second (pandas and
+the label interface), which the API process, which never calls Label Studio, does not pay at start-up.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,15 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from label_studio_sdk import LabelStudio
-from label_studio_sdk.core.api_error import ApiError
 
 from backend.errors import LabelStudioAuthError, LabelStudioError, LabelStudioUnavailable, ProjectNotFound
 from backend.redaction import mask_url
+
+if TYPE_CHECKING:
+    from label_studio_sdk import LabelStudio
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,8 @@ class Connection:
 
 def studio_client(url: str, api_key: str) -> LabelStudio:
     """An SDK client; a personal access token (JWT) is refreshed by the SDK, a legacy token is sent as Token."""
+    from label_studio_sdk import LabelStudio
+
     return LabelStudio(base_url=url, api_key=api_key, timeout=120)
 
 
@@ -214,6 +221,8 @@ class StudioClient:
         with _mapped(what, project_id=params.get("project")):
             reply = wrapper.httpx_client.request(path, method="GET", params=params)
             if reply.status_code >= 400:
+                from label_studio_sdk.core.api_error import ApiError
+
                 raise ApiError(status_code=reply.status_code, body=_short_body(reply))
             return reply.json()
 
@@ -225,12 +234,16 @@ def studio_for(url: str, api_key: str | None, timeout_s: float = 60.0) -> Studio
             "LABEL_STUDIO_API_KEY is not set on the worker: create a personal access token in Label Studio "
             "(Account & Settings) and set it"
         )
+    from label_studio_sdk import LabelStudio
+
     return StudioClient(LabelStudio(base_url=url, api_key=api_key, timeout=timeout_s))
 
 
 @contextmanager
 def _mapped(what: str, *, project_id: Any = None) -> Iterator[None]:
     """Turn SDK and transport exceptions into LabelStudioError subclasses with one readable message."""
+    from label_studio_sdk.core.api_error import ApiError  # a client exists, so the SDK is loaded already
+
     try:
         yield
     except ApiError as exc:

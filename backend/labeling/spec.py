@@ -11,7 +11,8 @@ those stored names (what `ControlTag.labels` lists). Model labels map onto them 
 A config is written by any project admin and reaches us over the network, so before the SDK parses it it must
 be at most `max_chars` long and well-formed XML without a DOCTYPE (no entity can be declared, so no entity
 expansion or external reference is possible); defusedxml checks that. Parsed specs are cached by content
-(`CACHE_SIZE` entries, so at most CACHE_SIZE × max_chars characters are held).
+(`CACHE_SIZE` entries, so at most CACHE_SIZE × max_chars characters are held). The SDK's parser is imported
+on the first parse (half a second, pandas and a JSON-schema faker included), not at the API's start.
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.etree.ElementTree import ParseError
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as defused_fromstring
-from label_studio_sdk.label_interface import LabelInterface
 
 from backend.errors import InvalidLabelingConfig
+
+if TYPE_CHECKING:
+    from label_studio_sdk.label_interface import LabelInterface
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,8 @@ def _parse_spec_cached(label_config_xml: str, model_labels: tuple[str, ...]) -> 
 
 
 def _interface(label_config_xml: str) -> LabelInterface:
+    from label_studio_sdk.label_interface import LabelInterface
+
     try:
         return LabelInterface(label_config_xml)
     except Exception as exc:  # the SDK raises its own XML/validation exceptions, not ValueError
