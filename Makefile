@@ -2,7 +2,7 @@
 #   make run     install, then the demo: Redis + model + backend + Label Studio with a connected project
 #   make test    install, then every test tier (unit, api, e2e, browser) with a per-tier summary
 #   make lint    ruff + mypy
-#   make bench   /predict latency table
+#   make bench   the inference engines' table (pipeline() vs ours on torch, ONNX fp32/int8, OpenVINO)
 #   make container-test   build the image with podman (local base, tiny baked checkpoint) and test it with buildah
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -115,7 +115,8 @@ container-test: container-base
 	@cat test-artifacts/container/figures.json
 
 bench: venv
-	$(VENV)/bin/python bench/predict_latency.py
+	$(VENV)/bin/pip install -q -e '.[bench]' > $(RUN)/pip-bench.log 2>&1 || echo "OpenVINO not installed: its rows are left out"
+	$(VENV)/bin/python bench/engines.py $$( [ -d models/versions ] && echo --starter models )
 
 clean:
 	rm -rf $(STAMPS) test-artifacts .pytest_cache

@@ -45,13 +45,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from predict_latency import build_store, free_port, pct, start_server  # noqa: E402
+from common import AUTH, build_store, dev_texts, free_port, pct, start_server  # noqa: E402
 
 from backend.events import EVENTS_KEY  # noqa: E402
 from tests.e2e.test_prelabel import RedisServer  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-AUTH = ("bench", "bench-pass")  # what predict_latency.start_server configures
 OK_STATUSES = {"predict": {200}, "webhook": {200, 201}, "health": {200}}
 REFUSED_STATUS = {"predict": 503}
 LABEL_STUDIO_TIMEOUT_MS = 1000.0
@@ -92,8 +91,6 @@ def warm_up(url: str) -> None:
 
 def baseline(url: str, seconds: float) -> dict[str, Any]:
     """One client alone, back to back, over SST-2 dev sentences: the unloaded /predict rate and latency."""
-    from predict_latency import dev_texts
-
     texts, ms = dev_texts(200), []
     with requests.Session() as session:
         end = time.monotonic() + seconds

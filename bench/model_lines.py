@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
-import predict_latency as common  # noqa: E402  (the store, server and port helpers of the latency bench)
+import common  # noqa: E402  (the store, server and port helpers the benchmarks share)
 
-AUTH = ("bench", "bench-pass")
+AUTH = common.AUTH
 PROJECTS = (1, 2, 3)
 
 
@@ -40,12 +40,6 @@ def cli(store: Path, *args: str) -> str:
     done = subprocess.run([sys.executable, "-m", "backend", *args], env=env, capture_output=True, text=True, check=True)
     return done.stdout.strip().splitlines()[-1]
 
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    raise RuntimeError("no VmRSS")
 
 
 def predict_ms(port: int, project: int, text: str) -> tuple[float, str]:
@@ -76,17 +70,17 @@ def main() -> None:
             for text in texts[:3]:
                 predict_ms(port, 9, text)  # warm the default's first-call paths
             baseline = sorted(predict_ms(port, 9, t)[0] for t in texts[3:13])
-            rows.append({"step": "default line loaded (baseline)", "loaded": 1, "rss_mib": rss_mib(server.pid),
+            rows.append({"step": "default line loaded (baseline)", "loaded": 1, "rss_mib": common.rss_mib(server.pid),
                          "first_predict_ms": None, "next_predict_ms": baseline[len(baseline) // 2]})
             for n, project in enumerate(PROJECTS, start=2):
                 first, version = predict_ms(port, project, texts[20 + n])
                 assert version == lines[project], (version, lines[project])
                 nxt = sorted(predict_ms(port, project, t)[0] for t in texts[30:35])[2]
                 rows.append({"step": f"project {project}'s own version", "loaded": min(n, 3),
-                             "rss_mib": rss_mib(server.pid), "first_predict_ms": first, "next_predict_ms": nxt})
+                             "rss_mib": common.rss_mib(server.pid), "first_predict_ms": first, "next_predict_ms": nxt})
             again, _ = predict_ms(port, 9, texts[0])  # the default was the least recently used: dropped
             rows.append({"step": "default line again (dropped by project 3)", "loaded": 3,
-                         "rss_mib": rss_mib(server.pid), "first_predict_ms": again, "next_predict_ms": None})
+                         "rss_mib": common.rss_mib(server.pid), "first_predict_ms": again, "next_predict_ms": None})
         finally:
             server.terminate()
             server.wait(10)
