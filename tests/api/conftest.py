@@ -25,7 +25,9 @@ from backend.api.served import Classifier, Loader, ServedModel
 from backend.config import Settings
 from backend.errors import TooManyTokens
 from backend.events import Event, EventLog, MemoryEventLog
-from backend.model.types import Prediction
+from backend.model.engine import ONNX_INT8
+from backend.model.engine_build import GateRows, build_engine
+from backend.model.types import Example, Prediction
 from backend.store import ModelStore, ModelVersion
 from tests.modelfactory import build_distilbert
 
@@ -125,20 +127,40 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name.lower(), raising=False)
 
 
+# labelled rows the tiny model's engine build is gated on (the label is what the gate compares, not the model's)
+GATE_ROWS = GateRows([Example(f"row {i}: the film was {'great' if i % 2 else 'dull'}", ("NEGATIVE", "POSITIVE")[i % 2])
+                      for i in range(40)], "tests/api gate rows")
+
+
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random DistilBERT (NEGATIVE/POSITIVE) saved once per session."""
-    return build_distilbert(tmp_path_factory.mktemp("tiny-distilbert"), max_length=128)
+def tiny_engine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """A tiny random DistilBERT (NEGATIVE/POSITIVE) with its ONNX engine built and gated by the production build,
+    saved once per session: (the checkpoint, its `engine` record)."""
+    checkpoint = build_distilbert(tmp_path_factory.mktemp("tiny-distilbert"), max_length=128)
+    record = build_engine(checkpoint, GATE_ROWS, threads=1)
+    assert record["chosen"] == ONNX_INT8, record  # the tiny model's int8 agrees with torch: both engines are served
+    return checkpoint, record
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_engine: tuple[Path, dict[str, Any]]) -> Path:
+    return tiny_engine[0]
 
 
 @pytest.fixture
-def store(tmp_path: Path, tiny_checkpoint: Path) -> ModelStore:
-    """A model store with one current version made from the tiny checkpoint."""
+def store(tmp_path: Path, tiny_engine: tuple[Path, dict[str, Any]]) -> ModelStore:
+    """A model store with one current version made from the tiny checkpoint, its int8 engine included."""
     model_store = ModelStore(tmp_path / "models")
     staged = tmp_path / "checkpoint"
-    shutil.copytree(tiny_checkpoint, staged)
-    model_store.publish(staged, {"source": "tests/modelfactory tiny"}, name="tiny")
+    shutil.copytree(tiny_engine[0], staged)
+    model_store.publish(staged, {"source": "tests/modelfactory tiny", "engine": tiny_engine[1]}, name="tiny")
     return model_store
+
+
+@pytest.fixture(params=["torch", "onnx"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """ENGINE for the tests that serve the real classifier: each runs against torch and the version's ONNX engine."""
+    return str(request.param)
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from tests.api.conftest import (  # noqa: F401  (fixtures pytest finds by name)
     secured,
     store,
     tiny_checkpoint,
+    tiny_engine,
 )
 from tests.redisdb import RedisServer
 
