@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -22,7 +23,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.conftest import ARTIFACTS, SENTIMENT_XML, Backend, Studio, clean_environment, cli_executable
+from tests.e2e.conftest import ARTIFACTS, REPO, SENTIMENT_XML, Backend, Studio, clean_environment, cli_executable
 from tests.e2e.faultproxy import FaultProxy, Rule
 from tests.redisdb import RedisServer
 
@@ -222,7 +223,24 @@ def test_rerunning_a_finished_run_writes_nothing(bench: Bench) -> None:
     assert_exactly_one_each(bench, project, ids)
 
 
-def test_worker_killed_after_label_studio_wrote_then_restarted_loses_and_duplicates_nothing(bench: Bench) -> None:
+def serve_int8(bench: Bench, tmp_path: Path) -> str:
+    """Point the bench at a copy of the store whose default line serves an optimized copy of the e2e version:
+    its int8 engine built and passing the accuracy gate (SST-2 dev), so ENGINE=auto workers run onnx-int8."""
+    shutil.copytree(bench.env["MODEL_DIR"], tmp_path / "models")
+    bench.env.update(MODEL_DIR=str(tmp_path / "models"), DATA_DIR=str(REPO / "data"))  # the workers' env too
+    optimized = bench.cli("models", "optimize", bench.version)
+    assert optimized.returncode == 0, optimized.stderr
+    assert "engine=onnx-int8" in optimized.stderr, optimized.stderr
+    version = optimized.stdout.strip().splitlines()[-1]
+    assert bench.cli("models", "promote", version, "--default").returncode == 0
+    bench.version = version
+    return version
+
+
+def test_worker_killed_after_label_studio_wrote_then_restarted_loses_and_duplicates_nothing_on_int8(
+    bench: Bench, tmp_path: Path
+) -> None:
+    version = serve_int8(bench, tmp_path)
     project, ids = bench.project(2000)
     bench.workers.start(1)
     # the third bulk write reaches Label Studio, which stores it; the worker never sees the reply: we kill it
@@ -242,7 +260,10 @@ def test_worker_killed_after_label_studio_wrote_then_restarted_loses_and_duplica
     assert run["state"] == "finished", run
     assert run["done"] == 2000 and run["failed"] == 0
     assert any("worker died" in e for e in run["errors"]), run["errors"]
+    assert run["model_version"] == version
     assert_exactly_one_each(bench, project, ids)
+    logs = bench.workers.logs()
+    assert "engine=onnx-int8" in logs and "engine=torch" not in logs, logs[-3000:]
 
 
 def test_redis_restarted_mid_run_resumes_by_retriggering_without_duplicates(bench: Bench) -> None:
