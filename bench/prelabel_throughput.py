@@ -25,11 +25,13 @@ After each run the script checks through the Label Studio API that every task ho
 the model version, and reports lost and duplicated ones.
 
 The model is a DistilBERT of the real architecture (6 layers, 768 wide) with random weights, built offline: same
-speed as distilbert-base-uncased-finetuned-sst-2-english (--model tiny: a 2-layer toy, for smoke runs). Texts are
+speed as distilbert-base-uncased-finetuned-sst-2-english (--model tiny: a 2-layer toy, for smoke runs), imported
+with its engine built and gated, so the workers and the raw row run the engine ENGINE=auto picks (the table's
+header names it) with one thread each (INFERENCE_THREADS=0). Texts are
 SST-2 train sentences, cycled and prefixed with the row number so every task is unique.
 
     .venv/bin/python bench/prelabel_throughput.py [--tasks 20000] [--model real] [--chunk-size 500]
-        [--write-batch 100] [--workers 1,2]
+        [--write-batch 0,125] [--workers 1,2]
 
 Needs .venv-ls (`make ls-venv`) and redis-server (`make redis`). Prints a table and writes
 bench/results/prelabel_throughput.json; worker and Label Studio logs go to bench/results/prelabel_throughput_logs/.
@@ -65,7 +67,7 @@ from tests.e2e.test_prelabel import RedisServer, Workers  # noqa: E402
 TRAIN_TSV = ROOT / "data" / "sst2" / "train.tsv"
 IMPORT_BATCH = 5000
 RAW_MAX_TEXTS = 4000
-TOKEN_BUDGET, STRIDE = 2048, 128  # the Settings defaults; given to the workers explicitly so both sides match
+TOKEN_BUDGET, STRIDE = 1024, 128  # the Settings defaults; given to the workers explicitly so both sides match
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -77,13 +79,15 @@ def sst2_texts(n: int) -> list[str]:
 
 
 def build_store(tmp: Path, size: str) -> tuple[Path, str]:
-    """A model store under tmp holding one imported random DistilBERT: (MODEL_DIR, its version)."""
+    """A model store under tmp holding one imported random DistilBERT, its engine built: (MODEL_DIR, its version)."""
     from tests.modelfactory import build_distilbert
 
     checkpoint = build_distilbert(tmp / "checkpoint", size=size)
     store = tmp / "models"
+    # with its engine built and gated (on SST-2 dev), as a user's import is: the workers serve what ENGINE=auto picks
+    env = clean_environment(MODEL_DIR=str(store), BUILD_ENGINE="true", DATA_DIR=str(ROOT / "data"))
     done = subprocess.run([cli_executable(), "models", "import", str(checkpoint), "--name", f"distilbert-{size}"],
-                          env=clean_environment(MODEL_DIR=str(store)), capture_output=True, text=True)
+                          env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"models import failed:\n{done.stdout}\n{done.stderr}")
     return store, done.stdout.strip().splitlines()[-1]
@@ -91,21 +95,21 @@ def build_store(tmp: Path, size: str) -> tuple[Path, str]:
 
 def raw_baseline(store: Path, texts: list[str], chunk_size: int) -> dict[str, Any]:
     """Rows/s of classifier.predict in this process, on the texts in chunk_size slices (as the workers call it)."""
-    import torch
 
     from backend.model.loading import load_version
     from backend.store import ModelStore
 
     version = ModelStore(store).current()
     assert version is not None, f"store {store} is empty"
-    classifier = load_version(version, device="cpu", token_budget=TOKEN_BUDGET, stride=STRIDE)
+    # one thread, what each worker's engine gets (INFERENCE_THREADS=0)
+    classifier = load_version(version, device="cpu", token_budget=TOKEN_BUDGET, stride=STRIDE, threads=1)
     classifier.predict(texts[:64])  # warm-up
     started = time.perf_counter()
     for start in range(0, len(texts), chunk_size):
         classifier.predict(texts[start : start + chunk_size])
     seconds = time.perf_counter() - started
     return {"name": "raw classifier (in-process)", "rows": len(texts), "seconds": round(seconds, 2),
-            "rows_per_s": round(len(texts) / seconds, 1), "torch_threads": torch.get_num_threads(),
+            "rows_per_s": round(len(texts) / seconds, 1), "threads": 1, "engine": classifier.engine.name,
             "token_budget": TOKEN_BUDGET, "stride": STRIDE}
 
 
@@ -166,8 +170,9 @@ def run_config(n_workers: int, *, studio: LabelStudioServer, client: Any, pat: s
 
     from backend.jobs.metrics import read_stats
 
-    name = f"prelabel, {n_workers} worker{'s' if n_workers > 1 else ''}"
-    work = tmp / f"w{n_workers}"
+    name = f"prelabel, {n_workers} worker{'s' if n_workers > 1 else ''}" + (f", writes of {write_batch}"
+                                                                           if write_batch else "")
+    work = tmp / f"w{n_workers}-b{write_batch}"
     work.mkdir()
     server = RedisServer(work)
     workers: Workers | None = None
@@ -201,7 +206,7 @@ def run_config(n_workers: int, *, studio: LabelStudioServer, client: Any, pat: s
         if workers is not None:
             workers.stop_all()
             for log in work.glob("worker-*.log"):
-                shutil.copyfile(log, logs / f"{n_workers}w-{log.name}")
+                shutil.copyfile(log, logs / f"{n_workers}w-b{write_batch}-{log.name}")
         server.stop()
     if done.returncode != 0:
         print(f"  {name}: prelabel exited {done.returncode}\n{done.stdout}{done.stderr[-2000:]}", file=sys.stderr)
@@ -211,7 +216,8 @@ def run_config(n_workers: int, *, studio: LabelStudioServer, client: Any, pat: s
     if run.get("started_at") and run.get("created_at"):
         plan_s = round(run["started_at"] - run["created_at"], 2)
     return {
-        "name": name, "workers": n_workers, "project": project, "run_id": run_id, "rows": len(texts),
+        "name": name, "workers": n_workers, "write_batch": write_batch, "project": project, "run_id": run_id,
+        "rows": len(texts),
         "seconds": round(seconds, 2), "rows_per_s": round(len(texts) / seconds, 1),
         "exit_code": done.returncode, "state": run.get("state"), "done": run.get("done"), "failed": run.get("failed"),
         "chunks": run.get("chunks"), "run_rows_per_s": run.get("rows_per_s"), "plan_s": plan_s,
@@ -252,8 +258,8 @@ def print_table(result: dict[str, Any]) -> None:
     raw, ceiling = result["raw"], result["ls_ceiling"]
     rows = result["configurations"]
     print(f"nproc {result['machine']['nproc']}  model {result['model_version']}  tasks {result['tasks']}  "
-          f"chunk size {result['chunk_size']}  write batch {result['write_batch']}  "
-          f"torch threads {raw['torch_threads']}")
+          f"chunk size {result['chunk_size']}  write batches {result['write_batches']}  "
+          f"engine {raw['engine']}, 1 thread in the raw row and in each worker")
     head = (f"{'configuration':<30}{'rows':>7}{'s':>9}{'rows/s':>9}{'% raw':>7}{'% LS':>7}{'vs 1w':>7}{'plan s':>8}"
             f"{'read s':>8}{'infer s':>9}{'write s':>9}{'wait s':>8}{'other s':>9}{'LS cpu':>8}{'wk cpu':>8}  check")
     print(head)
@@ -290,7 +296,8 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=20000)
     ap.add_argument("--model", choices=["real", "tiny"], default="real")
     ap.add_argument("--chunk-size", type=int, default=500)
-    ap.add_argument("--write-batch", type=int, default=0, help="PRELABEL_WRITE_BATCH (0: one write a chunk)")
+    ap.add_argument("--write-batch", default="0",
+                    help="comma-separated PRELABEL_WRITE_BATCH values (0: one write a chunk), one configuration each")
     ap.add_argument("--workers", default="1,2", help="comma-separated worker counts, one configuration each")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds one prelabel run may take")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "prelabel_throughput.json")
@@ -298,6 +305,7 @@ def main() -> None:
     counts = [int(w) for w in args.workers.split(",") if w.strip()]
     if not counts or min(counts) < 1:
         raise SystemExit("--workers needs worker counts >= 1, e.g. 1,2")
+    batches = [int(b) for b in args.write_batch.split(",") if b.strip()]
     texts = sst2_texts(args.tasks)
     logs = args.out.parent / (args.out.stem + "_logs")
     logs.mkdir(parents=True, exist_ok=True)
@@ -318,24 +326,24 @@ def main() -> None:
             client = LabelStudio(base_url=studio.base_url, api_key=pat, timeout=600)
             print(f"Label Studio write ceiling: {args.tasks} precomputed predictions ...", flush=True)
             ceiling = ls_write_ceiling(studio, client, texts, version, args.chunk_size)
-            for n in counts:
-                print(f"{n} worker(s): {args.tasks} tasks ...", flush=True)
-                configurations.append(run_config(n, studio=studio, client=client, pat=pat, store=store,
-                                                 version=version, texts=texts, chunk_size=args.chunk_size,
-                                                 write_batch=args.write_batch, tmp=tmp, logs=logs,
-                                                 timeout=args.timeout))
+            for batch in batches:
+                for n in counts:
+                    print(f"{n} worker(s), write batch {batch}: {args.tasks} tasks ...", flush=True)
+                    configurations.append(run_config(n, studio=studio, client=client, pat=pat, store=store,
+                                                     version=version, texts=texts, chunk_size=args.chunk_size,
+                                                     write_batch=batch, tmp=tmp, logs=logs, timeout=args.timeout))
         finally:
             studio.stop()
             with contextlib.suppress(OSError):
                 shutil.copyfile(studio.log_path, logs / "label-studio.log")
-    one = next((c for c in configurations if c["workers"] == 1), None)
     for c in configurations:
+        one = next((o for o in configurations if o["workers"] == 1 and o["write_batch"] == c["write_batch"]), None)
         c["pct_of_raw"] = round(100 * c["rows_per_s"] / raw["rows_per_s"], 1)
         c["pct_of_ls_ceiling"] = round(100 * c["rows_per_s"] / ceiling["rows_per_s"], 1)
         c["speedup_vs_1_worker"] = round(c["rows_per_s"] / one["rows_per_s"], 2) if one else None
     result = {
         "model_version": version, "model": args.model, "tasks": args.tasks, "chunk_size": args.chunk_size,
-        "write_batch": args.write_batch,
+        "write_batches": batches,
         "texts": "SST-2 train sentences, cycled, prefixed with the row number",
         "machine": {"nproc": len(os.sched_getaffinity(0)), "cpus": os.cpu_count(),
                     "python": platform.python_version(), "platform": platform.platform()},
