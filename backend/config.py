@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     build_engine: bool = Field(
         True, description="build and gate the ONNX engine of every version before it is published"
     )
-    token_budget: int = Field(2048, ge=64, description="max padded tokens per inference batch")
+    token_budget: int = Field(1024, ge=64, description="max padded tokens per inference batch")
     window_stride: int = Field(128, ge=0, description="tokens shared by consecutive windows of a long text")
     max_loaded_models: int = Field(
         3, ge=1, le=64, description="model versions one process keeps in memory (least recently used dropped)"

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 MAX_POSITIONS = 512
 MAX_ROWS_PER_BATCH = 64
+# padded tokens per forward batch (the TOKEN_BUDGET default, backend.config): README, "Batching by a token budget"
+DEFAULT_TOKEN_BUDGET = 1024
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ class SentimentClassifier:
     version's calibration temperature (backend.calibration; 1.0 leaves them as the model gives them). Thread-safe."""
 
     def __init__(
-        self, engine: Engine, encoder: Encoder, labels: Sequence[str], max_length: int, *, token_budget: int = 2048,
+        self, engine: Engine, encoder: Encoder, labels: Sequence[str], max_length: int, *, token_budget: int = DEFAULT_TOKEN_BUDGET,
         stride: int = 128, temperature: float = 1.0,
     ) -> None:
         self.temperature = calibration.check_temperature(temperature)
@@ -95,7 +97,7 @@ class SentimentClassifier:
 
     @classmethod
     def from_model(
-        cls, model: Any, tokenizer: Any, *, device: Any = "cpu", token_budget: int = 2048, stride: int = 128,
+        cls, model: Any, tokenizer: Any, *, device: Any = "cpu", token_budget: int = DEFAULT_TOKEN_BUDGET, stride: int = 128,
         temperature: float = 1.0, threads: int | None = None,
     ) -> SentimentClassifier:
         """A classifier over an in-memory transformers model and tokenizer, run by the torch engine."""
@@ -111,7 +113,7 @@ class SentimentClassifier:
 
     @classmethod
     def from_path(
-        cls, path: Path | str, *, device: str = "auto", token_budget: int = 2048, stride: int = 128,
+        cls, path: Path | str, *, device: str = "auto", token_budget: int = DEFAULT_TOKEN_BUDGET, stride: int = 128,
         temperature: float = 1.0, engine: str = TORCH, threads: int | None = None,
     ) -> SentimentClassifier:
         """Load a local checkpoint directory once with the named engine (torch, or the onnx-int8/onnx-fp32 export
