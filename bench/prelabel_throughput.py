@@ -244,12 +244,17 @@ def ls_write_ceiling(studio: LabelStudioServer, client: Any, texts: list[str], v
     ls_pids = session_pids(studio.process.pid)
     ls_cpu0 = cpu_seconds(ls_pids)
     started = time.perf_counter()
-    created = sum(studio_client.import_predictions(project, payload) for payload in payloads)
+    created, request_s = 0, []
+    for payload in payloads:
+        sent = time.perf_counter()
+        created += studio_client.import_predictions(project, payload)
+        request_s.append(round(time.perf_counter() - sent, 3))
     seconds = time.perf_counter() - started
     ls_cpu = cpu_seconds(ls_pids) - ls_cpu0
     check = check_predictions(client, project, task_ids, version)
     return {"name": "Label Studio write ceiling", "project": project, "rows": len(texts), "requests": len(payloads),
             "created": created, "seconds": round(seconds, 2), "rows_per_s": round(len(texts) / seconds, 1),
+            "request_s": request_s,
             "cpu_s": {"label_studio": round(ls_cpu, 1)},
             "ls_cpu_ms_per_prediction": round(1000 * ls_cpu / max(1, len(texts)), 2), "check": check}
 
