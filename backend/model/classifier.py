@@ -81,8 +81,8 @@ class SentimentClassifier:
     version's calibration temperature (backend.calibration; 1.0 leaves them as the model gives them). Thread-safe."""
 
     def __init__(
-        self, engine: Engine, encoder: Encoder, labels: Sequence[str], max_length: int, *, token_budget: int = DEFAULT_TOKEN_BUDGET,
-        stride: int = 128, temperature: float = 1.0,
+        self, engine: Engine, encoder: Encoder, labels: Sequence[str], max_length: int, *,
+        token_budget: int = DEFAULT_TOKEN_BUDGET, stride: int = 128, temperature: float = 1.0,
     ) -> None:
         self.temperature = calibration.check_temperature(temperature)
         self.engine = engine
@@ -97,8 +97,8 @@ class SentimentClassifier:
 
     @classmethod
     def from_model(
-        cls, model: Any, tokenizer: Any, *, device: Any = "cpu", token_budget: int = DEFAULT_TOKEN_BUDGET, stride: int = 128,
-        temperature: float = 1.0, threads: int | None = None,
+        cls, model: Any, tokenizer: Any, *, device: Any = "cpu", token_budget: int = DEFAULT_TOKEN_BUDGET,
+        stride: int = 128, temperature: float = 1.0, threads: int | None = None,
     ) -> SentimentClassifier:
         """A classifier over an in-memory transformers model and tokenizer, run by the torch engine."""
         from backend.model.torch_engine import TorchEngine
@@ -113,8 +113,8 @@ class SentimentClassifier:
 
     @classmethod
     def from_path(
-        cls, path: Path | str, *, device: str = "auto", token_budget: int = DEFAULT_TOKEN_BUDGET, stride: int = 128,
-        temperature: float = 1.0, engine: str = TORCH, threads: int | None = None,
+        cls, path: Path | str, *, device: str = "auto", token_budget: int = DEFAULT_TOKEN_BUDGET,
+        stride: int = 128, temperature: float = 1.0, engine: str = TORCH, threads: int | None = None,
     ) -> SentimentClassifier:
         """Load a local checkpoint directory once with the named engine (torch, or the onnx-int8/onnx-fp32 export
         the engine build left in it); raises InvalidCheckpoint."""
