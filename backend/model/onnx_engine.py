@@ -41,8 +41,8 @@ class OnnxEngine:
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, threads)
         options.inter_op_num_threads = 1
-        # EXTENDED: the transformer fusions without ORT_ENABLE_ALL's layout passes, which cost 0.6 s of every load
-        # of the int8 graph and gain nothing measurable on an encoder (bench/engine_knobs.py)
+        # EXTENDED: the transformer fusions without ORT_ENABLE_ALL's layout passes; load time and speed measure
+        # the same on this encoder (bench/engine_knobs.py)
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         providers = ["CPUExecutionProvider"]
         if cuda and "CUDAExecutionProvider" in ort.get_available_providers():
