@@ -17,10 +17,25 @@ CONFIG = (ROOT / "labeling_config" / "sentiment.xml").read_text()
 AUTH = ("bench", "bench-pass")
 
 
+def texts(data_file: str, start: int = 0, n: int | None = None) -> list[str]:
+    """Rows start..start+n of one of the bundled data files (data/sst2/train.tsv, data/imdb/test_sample.csv, ...),
+    read by the project's own reader (backend.datasets)."""
+    from backend.datasets import read_examples
+
+    rows = read_examples(ROOT / "data" / data_file)
+    return [e.text for e in rows[start : None if n is None else start + n]]
+
+
 def dev_texts(n: int | None = None) -> list[str]:
     """The first n SST-2 dev sentences (all 872 without n)."""
-    rows = (ROOT / "data" / "sst2" / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]
-    return [r.split("\t")[0] for r in rows[:n]]
+    return texts("sst2/dev.tsv", 0, n)
+
+
+def git_head() -> dict[str, str]:
+    """The measured code: the repository's HEAD commit and subject."""
+    line = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%H %s"], capture_output=True, text=True)
+    commit, _, subject = line.stdout.strip().partition(" ")
+    return {"commit": commit, "subject": subject}
 
 
 def pct(values: list[float], q: float) -> float:

@@ -18,7 +18,6 @@ Writes bench/results/engine_knobs.json.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import tempfile
@@ -37,15 +36,6 @@ from backend.model.engine import ONNX_INT8, softmax  # noqa: E402
 
 BUDGETS = (512, 1024, 2048, 4096)
 LEVELS = ("ORT_ENABLE_ALL", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_BASIC")
-
-
-def short_rows(n: int = 800) -> list[str]:
-    return [r.split("\t")[0] for r in (ROOT / "data" / "sst2" / "train.tsv").read_text().splitlines()[1:n + 1]]
-
-
-def long_rows(start: int = 1000, n: int = 80) -> list[str]:
-    with (ROOT / "data" / "imdb" / "test_sample.csv").open(encoding="utf-8", newline="") as f:
-        return [r["text"] for r in csv.DictReader(f)][start:start + n]
 
 
 def rate(clf: SentimentClassifier, texts: list[str]) -> float:
@@ -123,7 +113,7 @@ def main() -> None:
 
     from tests.modelfactory import build_distilbert
 
-    short, long = short_rows(), long_rows()
+    short, long = common.texts("sst2/train.tsv", 0, 800), common.texts("imdb/test_sample.csv", 1000, 80)
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = with_engines(build_distilbert(Path(tmp) / "random", size="real"), Path(tmp) / "engines")
         result: dict[str, Any] = {"session_load": session_load(checkpoint, short, args.rounds),

@@ -40,13 +40,11 @@ Prints the table and the goals, and writes bench/results/engines.json.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -88,16 +86,6 @@ def parse_args() -> argparse.Namespace:
     return ap.parse_args()
 
 
-def imdb_texts(n: int) -> list[str]:
-    with (ROOT / "data" / "imdb" / "test_sample.csv").open(encoding="utf-8", newline="") as f:
-        return [row["text"] for row, _ in zip(csv.DictReader(f), range(n), strict=False)]
-
-
-def labelled_dev() -> tuple[list[str], list[str]]:
-    rows = [r.split("\t") for r in (ROOT / "data" / "sst2" / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]]
-    return [r[0] for r in rows], ["POSITIVE" if r[1].strip() == "1" else "NEGATIVE" for r in rows]
-
-
 class OpenVinoEngine:
     """An Engine (backend.model.engine) on an OpenVINO compiled model: padded ids and mask → probabilities."""
 
@@ -135,15 +123,14 @@ def nncf_int8(checkpoint: Path, encoder: Any, threads: int) -> OpenVinoEngine:
     with quiet_transformers():
         model, _ = load_checkpoint(checkpoint, attn_implementation="eager")
     model.eval()
-    train = (ROOT / "data" / "sst2" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:NNCF_ROWS + 1]
+    train = common.texts("sst2/train.tsv", 0, NNCF_ROWS)
     special = encoder.special
 
-    def item(line: str) -> dict[str, np.ndarray]:
-        ids, mask = pad_rows([[special.cls, *encoder.encode([line.split("\t")[0]])[0][:510], special.sep]],
-                             special.pad)
+    def item(text: str) -> dict[str, np.ndarray]:
+        ids, mask = pad_rows([[special.cls, *encoder.encode([text])[0][:510], special.sep]], special.pad)
         return {"input_ids": ids, "attention_mask": mask}
 
-    example = {k: torch.from_numpy(v) for k, v in item("a fine example .\t1").items()}
+    example = {k: torch.from_numpy(v) for k, v in item("a fine example .").items()}
     converted = ov.convert_model(model, example_input=example)
     quantized = nncf.quantize(converted, nncf.Dataset(train, item), model_type=nncf.ModelType.TRANSFORMER,
                               subset_size=NNCF_ROWS)
@@ -282,6 +269,7 @@ def speed_store(tmp: Path) -> tuple[Path, Path]:
 
 def accuracy(starter: Path, tmp: Path, threads: int) -> dict[str, Any]:
     """SST-2 dev accuracy of the starter's current version on every engine, and agreement with torch fp32."""
+    from backend.datasets import read_examples
     from backend.model.loading import temperature_of
     from backend.store import ModelStore
 
@@ -289,7 +277,8 @@ def accuracy(starter: Path, tmp: Path, threads: int) -> dict[str, Any]:
     if current is None:
         raise SystemExit(f"{starter} holds no current version")
     checkpoint = with_engines(current.path, tmp / "starter")
-    texts, gold = labelled_dev()
+    dev = read_examples(ROOT / "data" / "sst2" / "dev.tsv")
+    texts, gold = [e.text for e in dev], [e.label for e in dev]
     made = classifiers(checkpoint, threads, temperature_of(current.meta))
     preds = {name: [p.label for p in clf.predict(texts)] for name, clf in made.items()}
     ref = preds[OURS_TORCH]
@@ -343,17 +332,13 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
              "met": v >= t if op == ">=" else v <= t} for g, v, op, t, unit in checks]
 
 
-def git_head() -> str:
-    return subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"], capture_output=True,
-                          text=True).stdout.strip()
-
-
 def main() -> None:
     args = parse_args()
     threads = usable_cpus()
-    short, long = common.dev_texts(args.short), imdb_texts(args.long)
-    result: dict[str, Any] = {"commit": git_head(), "machine": {"cpus": threads, "python": platform.python_version()},
-                              "threads": threads, "short_rows": len(short), "long_rows": len(long)}
+    short, long = common.dev_texts(args.short), common.texts("imdb/test_sample.csv", 0, args.long)
+    result: dict[str, Any] = {"commit": common.git_head(),
+                              "machine": {"cpus": threads, "python": platform.python_version()}, "threads": threads,
+                              "short_rows": len(short), "long_rows": len(long)}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         print("building the real-size random DistilBERT and its ONNX graphs ...", flush=True)

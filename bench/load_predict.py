@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import AUTH, build_store, dev_texts, free_port, pct, start_server  # noqa: E402
+from common import AUTH, build_store, dev_texts, free_port, git_head, pct, start_server  # noqa: E402
 
 from backend.events import EVENTS_KEY  # noqa: E402
 from tests.e2e.test_prelabel import RedisServer  # noqa: E402
@@ -68,13 +68,6 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--request-timeout", type=float, default=60.0, help="client timeout of one request (s)")
     ap.add_argument("--out", type=Path, default=RESULTS / "load_predict.json")
     return ap.parse_args()
-
-
-def git_head() -> dict[str, str]:
-    """The measured code: the repository's HEAD commit and subject."""
-    line = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%H %s"], capture_output=True, text=True)
-    commit, _, subject = line.stdout.strip().partition(" ")
-    return {"commit": commit, "subject": subject}
 
 
 def one_task_body(text: str) -> dict[str, Any]:

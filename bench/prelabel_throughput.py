@@ -60,6 +60,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported anywhere in this process
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from backend.config import Settings  # noqa: E402
 from devtools.labelstudio_server import LabelStudioServer, create_personal_access_token, free_port  # noqa: E402
 from tests.e2e.conftest import SENTIMENT_XML, clean_environment, cli_executable  # noqa: E402
 from tests.e2e.test_prelabel import RedisServer, Workers  # noqa: E402
@@ -67,7 +68,8 @@ from tests.e2e.test_prelabel import RedisServer, Workers  # noqa: E402
 TRAIN_TSV = ROOT / "data" / "sst2" / "train.tsv"
 IMPORT_BATCH = 5000
 RAW_MAX_TEXTS = 4000
-TOKEN_BUDGET, STRIDE = 1024, 128  # the Settings defaults; given to the workers explicitly so both sides match
+# the Settings defaults, given to the workers explicitly so both sides match
+TOKEN_BUDGET, STRIDE = (Settings.model_fields[f].default for f in ("token_budget", "window_stride"))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -95,7 +97,6 @@ def build_store(tmp: Path, size: str) -> tuple[Path, str]:
 
 def raw_baseline(store: Path, texts: list[str], chunk_size: int) -> dict[str, Any]:
     """Rows/s of classifier.predict in this process, on the texts in chunk_size slices (as the workers call it)."""
-
     from backend.model.loading import load_version
     from backend.store import ModelStore
 

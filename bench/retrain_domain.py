@@ -72,7 +72,8 @@ SST2_DEV = ROOT / "data" / "sst2" / "dev.tsv"
 IMDB_LABELS = {"0": "NEGATIVE", "1": "POSITIVE"}
 CHOICES = {"NEGATIVE": "Negative", "POSITIVE": "Positive"}  # model label → <Choice value> of sentiment.xml
 FROM_NAME, TO_NAME = "sentiment", "text"  # <Choices name> and <Text name> of labeling_config/sentiment.xml
-TOKEN_BUDGET, STRIDE = 1024, 128  # the Settings defaults; given to the services explicitly so both sides match
+# the Settings defaults, given to the services explicitly so both sides match
+TOKEN_BUDGET, STRIDE = (Settings.model_fields[f].default for f in ("token_budget", "window_stride"))
 IMPORT_BATCH = 1000
 FINAL_STATES = {"finished", "finished_with_errors", "failed", "cancelled"}
 GOAL_IMDB_POINTS, GOAL_SST2_LOSS_POINTS, GOAL_SECONDS = 3.0, 1.0, 180.0
