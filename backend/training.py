@@ -11,7 +11,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,10 @@ class TrainParams:
     eval_every: int | None = None  # steps between evaluations on eval_examples
     patience: int | None = None  # evaluations without improvement before stopping early
     max_grad_norm: float = 1.0
+    distill_weight: float = 0.0  # α: a row with a teacher target has loss (1 − α)·CE(gold) + α·T²·KL(teacher ‖ student)
+    distill_temperature: float = 1.0  # T: the temperature the teacher's probabilities were softened with
+    average_last: float = 0.0  # average the weights over this last share of the run (0: keep the last weights)
+    average_every: int = 10  # steps between the snapshots that the average takes in
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class TrainResult:
     truncated: int = 0
     best_step: int | None = None
     best_eval: dict[str, Any] | None = None
+    averaged: int = 0  # weight snapshots averaged into the result (0: the last weights)
     losses: list[float] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -84,7 +89,7 @@ class TrainResult:
             "steps": self.steps, "total_steps": self.total_steps, "examples_seen": self.examples_seen,
             "train_seconds": round(self.train_seconds, 1), "final_loss": self.final_loss,
             "stopped_early": self.stopped_early, "hit_budget": self.hit_budget, "best_step": self.best_step,
-            "truncated": self.truncated,
+            "truncated": self.truncated, "averaged": self.averaged,
         }
 
 
@@ -97,15 +102,19 @@ def fine_tune(
     labels: Sequence[str] = ("NEGATIVE", "POSITIVE"),
     eval_examples: Sequence[Example] | None = None,
     progress: Callable[[TrainProgress], None] | None = None,
+    teacher: Mapping[str, Mapping[str, float]] | None = None,
 ) -> TrainResult:
-    """Train base_dir's model on examples and save_pretrained the result (the best one under early stopping)."""
+    """Train base_dir's model on examples and save_pretrained the result (the best one under early stopping).
+
+    teacher maps a training text to a teacher's class probabilities (softened with params.distill_temperature);
+    the rows it covers are distilled with weight params.distill_weight, the others learn their gold label only."""
     if not examples:
         raise ValueError("fine_tune needs at least one training example")
     torch.manual_seed(params.seed)
     order = _label_order(Path(base_dir), labels)
     tokenizer, model = _load_base(Path(base_dir), order)
     chosen = _subsample(examples, params.max_examples, params.seed)
-    rows, truncated = encode_examples(tokenizer, chosen, order, params.max_length)
+    rows, truncated = encode_examples(tokenizer, chosen, order, params.max_length, teacher)
     plan = plan_batches([len(r[0]) for r in rows], params)
     run = _Run(model, tokenizer, params, Path(out_dir), progress, eval_examples)
     result = run.train(rows, plan)
@@ -123,21 +132,52 @@ def hold_out(examples: Sequence[Example], count: int, seed: int) -> tuple[list[E
 
 
 
+Row = tuple[list[int], int, tuple[float, ...] | None]  # token ids, gold label index, teacher probabilities
+
+
 def encode_examples(
-    tokenizer: Any, examples: Sequence[Example], labels: Sequence[str], max_length: int
-) -> tuple[list[tuple[list[int], int]], int]:
-    """(token ids with [CLS]/[SEP], label index) per example, cut to max_length, and how many were cut."""
+    tokenizer: Any, examples: Sequence[Example], labels: Sequence[str], max_length: int,
+    teacher: Mapping[str, Mapping[str, float]] | None = None,
+) -> tuple[list[Row], int]:
+    """(token ids with [CLS]/[SEP], label index, the teacher's probabilities in label order or None) per example,
+    cut to max_length, and how many were cut."""
     index = {label: i for i, label in enumerate(labels)}
     unknown = sorted({e.label for e in examples} - index.keys())
     if unknown:
         raise ValueError(f"example labels {unknown} are not among the model labels {list(labels)}")
+    teacher = teacher or {}
     encoded = tokenizer([e.text for e in examples], truncation=False, verbose=False)["input_ids"]
-    rows = [(ids if len(ids) <= max_length else ids[: max_length - 1] + ids[-1:], index[e.label])
-            for ids, e in zip(encoded, examples, strict=True)]
+    rows = [(ids if len(ids) <= max_length else ids[: max_length - 1] + ids[-1:], index[e.label],
+             _soft(teacher.get(e.text), labels)) for ids, e in zip(encoded, examples, strict=True)]
     truncated = sum(len(ids) > max_length for ids in encoded)
     if truncated:
         log.warning("%d of %d training texts were cut to %d tokens", truncated, len(rows), max_length)
     return rows, truncated
+
+
+def _soft(probs: Mapping[str, float] | None, labels: Sequence[str]) -> tuple[float, ...] | None:
+    if probs is None:
+        return None
+    if sorted(probs) != sorted(labels):
+        raise ValueError(f"teacher labels {sorted(probs)} are not the model labels {list(labels)}")
+    return tuple(float(probs[label]) for label in labels)
+
+
+def distillation_loss(
+    logits: torch.Tensor, targets: torch.Tensor, soft: torch.Tensor, has_soft: torch.Tensor,
+    weight: float, temperature: float,
+) -> torch.Tensor:
+    """Mean over rows of (1 − w)·CE(gold) + w·T²·KL(soft ‖ softmax(logits / T)) where has_soft, CE(gold) elsewhere.
+
+    soft holds the teacher's probabilities already softened with T (rows without a teacher: anything, ignored);
+    T² keeps the soft term's gradient on the scale of the hard one (Hinton et al., 2015)."""
+    hard = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    if weight == 0.0 or not bool(has_soft.any()):
+        return hard.mean()
+    log_student = torch.log_softmax(logits / temperature, dim=-1)
+    kl = (soft * (torch.log(soft.clamp_min(1e-12)) - log_student)).sum(dim=-1) * temperature**2
+    mixed = torch.where(has_soft, (1.0 - weight) * hard + weight * kl, hard)
+    return mixed.mean()
 
 
 def plan_batches(lengths: Sequence[int], params: TrainParams) -> list[list[int]]:
@@ -180,8 +220,9 @@ class _Run:
         self.best_step: int | None = None
         self.best_eval: dict[str, Any] | None = None
         self.bad_evals = 0
+        self.average = WeightAverage(self.model)
 
-    def train(self, rows: list[tuple[list[int], int]], plan: list[list[int]]) -> TrainResult:
+    def train(self, rows: list[Row], plan: list[list[int]]) -> TrainResult:
         """Run the plan until it ends, the time budget runs out or early stopping triggers."""
         optimizer = _optimizer(self.model, self.params)
         warmup = max(1, round(self.params.warmup_ratio * len(plan)))
@@ -196,6 +237,8 @@ class _Run:
                 group["lr"] = self.params.learning_rate * factor
             losses.append(self._step([rows[i] for i in batch], optimizer))
             seen += len(batch)
+            if self._due_snapshot(step, len(plan), started):
+                self.average.add()
             elapsed = time.monotonic() - started
             self._report(step, len(plan), step / steps_per_epoch, losses, elapsed)
             if self._due_eval(step) and self._evaluate(step):
@@ -210,19 +253,30 @@ class _Run:
         return TrainResult(
             steps=len(losses), total_steps=len(plan), examples_seen=seen, train_seconds=time.monotonic() - started,
             final_loss=float(np.mean(losses[-50:])) if losses else float("nan"), stopped_early=stopped,
-            hit_budget=hit, best_step=self.best_step, best_eval=self.best_eval, losses=losses,
+            hit_budget=hit, best_step=self.best_step, best_eval=self.best_eval, averaged=self.average.count,
+            losses=losses,
         )
+
+    def _due_snapshot(self, step: int, total: int, started: float) -> bool:
+        """Within the averaged share of the run (by steps or by the time budget, whichever is further)."""
+        if self.params.average_last <= 0.0 or step % max(1, self.params.average_every):
+            return False
+        return max(step / total, self._time_fraction(started)) >= 1.0 - self.params.average_last
 
     def _time_fraction(self, started: float) -> float:
         if not self.params.max_seconds:
             return 0.0 if self.params.max_seconds is None else 1.0
         return (time.monotonic() - started) / self.params.max_seconds
 
-    def _step(self, batch: list[tuple[list[int], int]], optimizer: Any) -> float:
+    def _step(self, batch: list[Row], optimizer: Any) -> float:
         ids, mask = _pad([r[0] for r in batch], self.pad_id, self.device)
         targets = torch.tensor([r[1] for r in batch], dtype=torch.long, device=self.device)
+        width = self.model.config.num_labels
+        soft = torch.tensor([r[2] or (0.0,) * width for r in batch], dtype=torch.float32, device=self.device)
+        has_soft = torch.tensor([r[2] is not None for r in batch], dtype=torch.bool, device=self.device)
         logits = self.model(input_ids=ids, attention_mask=mask).logits
-        loss = torch.nn.functional.cross_entropy(logits.float(), targets)
+        loss = distillation_loss(logits.float(), targets, soft, has_soft, self.params.distill_weight,
+                                 self.params.distill_temperature)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.params.max_grad_norm)
         optimizer.step()
@@ -256,7 +310,11 @@ class _Run:
         return self.params.patience is not None and self.bad_evals >= self.params.patience
 
     def _finish(self, steps: int) -> None:
-        """Leave the right checkpoint in out_dir: the best evaluated one, or the last one without evaluation."""
+        """Leave the right checkpoint in out_dir: the best evaluated one, or the last (averaged) one without
+        evaluation. The averaged weights replace the last ones before that last evaluation."""
+        if self.average.count:
+            log.info("averaged the weights of the last %d snapshots", self.average.count)
+            self.average.apply()
         if not self.eval_examples:
             self._save()
         elif self.best_step != steps and not (self.params.patience and self.bad_evals >= self.params.patience):
@@ -268,6 +326,30 @@ class _Run:
         with quiet_transformers():
             self.model.save_pretrained(self.out_dir)
             self.tokenizer.save_pretrained(self.out_dir)
+
+
+class WeightAverage:
+    """The running mean of a model's floating-point parameters and buffers over the snapshots `add` takes."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.count = 0
+        self.mean: dict[str, torch.Tensor] = {}
+
+    def add(self) -> None:
+        self.count += 1
+        with torch.no_grad():
+            for name, value in self.model.state_dict().items():
+                if not value.is_floating_point():
+                    continue
+                if name not in self.mean:
+                    self.mean[name] = value.detach().clone()
+                else:
+                    self.mean[name] += (value.detach() - self.mean[name]) / self.count
+
+    def apply(self) -> None:
+        """Load the mean into the model (integer buffers keep their values)."""
+        self.model.load_state_dict(self.mean, strict=False)
 
 
 def _label_order(base_dir: Path, labels: Sequence[str]) -> list[str]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from backend import calibration, starter
 from backend.datasets import read_examples
-from backend.starter import CALIBRATION_FILE, Preset, bootstrap, split_calibration
+from backend.starter import CALIBRATION_FILE, TEACHER_FILE, Preset, bootstrap, read_teacher, split_calibration
 from backend.store import ModelStore
 from backend.training import TrainParams
 
@@ -79,3 +80,48 @@ def test_bootstrap_fits_its_temperature_on_the_split_and_measures_it_on_dev(
     assert all(0.5 <= score <= 1.0 for score, _ in own[0])
     assert meta["metrics"]["sst2_dev"]["ece"] == pytest.approx(calib["after"]["ece"], abs=1e-6)
     assert meta["data"] == {"train_rows": 50, "holdout_rows": 10, "dev_rows": 30, "calibration_rows": 40}
+
+
+def _teacher_file(sst2: Path, rows: dict[int, float], temperature: float = 2.0) -> None:
+    (sst2 / TEACHER_FILE).write_text("row\tp_positive\n" + "".join(f"{i}\t{p}\n" for i, p in rows.items()))
+    (sst2 / "teacher_probs.json").write_text(json.dumps({"temperature": temperature}))
+
+
+def test_read_teacher_maps_train_texts_to_probabilities_and_refuses_a_mismatch(tmp_path: Path) -> None:
+    sst2 = _tiny_sst2(tmp_path / "data") / "sst2"
+    with pytest.raises(FileNotFoundError, match="devtools.sst2_teacher"):
+        read_teacher(sst2, 2.0)
+    _teacher_file(sst2, {80: 0.25, 81: 0.9})
+    teacher = read_teacher(sst2, 2.0)
+    assert teacher == {"awful show 0": {"NEGATIVE": 0.75, "POSITIVE": 0.25},
+                       "great show 1": {"NEGATIVE": pytest.approx(0.1), "POSITIVE": 0.9}}
+    with pytest.raises(ValueError, match="softened at T=2.0"):
+        read_teacher(sst2, 1.0)
+    _teacher_file(sst2, {500: 0.5})
+    with pytest.raises(ValueError, match="teacher_probs.tsv:2: row 500"):
+        read_teacher(sst2, 2.0)
+
+
+def test_bootstrap_with_a_teacher_distills_the_rows_it_covers(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _tiny_sst2(tmp_path / "data")
+    _teacher_file(data / "sst2", {80: 0.25, 81: 0.9, 0: 0.5})  # row 0 is a calibration sentence: never trained on
+    taught: list[dict[str, dict[str, float]]] = []
+    real_fine_tune = starter.fine_tune
+
+    def fine_tune(train, base, out, params, **kw):  # type: ignore[no-untyped-def]
+        taught.append(kw["teacher"])
+        assert not {e.text for e in train} & {"a dreadful film about the number 0 and more words"}
+        return real_fine_tune(train, base, out, params, **kw)
+
+    params = TrainParams(epochs=1, learning_rate=1e-3, batch_size=16, seed=0, distill_weight=0.5,
+                         distill_temperature=2.0)
+    monkeypatch.setattr(starter, "PRESETS", {"quick": Preset(params, teacher=True)})
+    monkeypatch.setattr(starter, "base_model_dir", lambda: tiny_model_dir)
+    monkeypatch.setattr(starter, "fine_tune", fine_tune)
+    monkeypatch.setattr(starter.metadata, "version", lambda name: "0.1.0")
+    version = bootstrap(ModelStore(tmp_path / "models"), data)
+    assert taught[0]["great show 1"]["POSITIVE"] == 0.9
+    assert version.meta["teacher"] == "sst2/teacher_probs.tsv"
+    assert version.meta["params"]["distill_weight"] == 0.5

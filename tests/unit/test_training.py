@@ -16,6 +16,8 @@ from backend.model.types import Example, Prediction
 from backend.training import (
     TrainParams,
     TrainProgress,
+    WeightAverage,
+    distillation_loss,
     encode_examples,
     evaluate,
     expected_calibration_error,
@@ -84,6 +86,66 @@ def test_early_stopping_keeps_the_best_checkpoint(tiny_model_dir: Path, tmp_path
     assert (tmp_path / "out" / "config.json").exists()
 
 
+def test_distillation_loss_on_hand_computed_values() -> None:
+    logits = torch.tensor([[0.0, math.log(3.0)], [0.0, 0.0]])  # softmax: (0.25, 0.75) and (0.5, 0.5)
+    targets = torch.tensor([1, 0])
+    soft = torch.tensor([[0.5, 0.5], [0.0, 0.0]])
+    has_soft = torch.tensor([True, False])
+    hard = [-math.log(0.75), -math.log(0.5)]
+    # T = 1: KL((0.5, 0.5) ‖ (0.25, 0.75)) = 0.5·ln(0.5/0.25) + 0.5·ln(0.5/0.75)
+    kl = 0.5 * math.log(2.0) + 0.5 * math.log(2.0 / 3.0)
+    got = distillation_loss(logits, targets, soft, has_soft, 0.6, 1.0)
+    assert float(got) == pytest.approx(((0.4 * hard[0] + 0.6 * kl) + hard[1]) / 2, rel=1e-6)
+    # T = 2: the student's logits are halved, softmax (1/(1+√3), √3/(1+√3)); the KL term is scaled by T² = 4
+    q = 1.0 / (1.0 + math.sqrt(3.0))
+    kl2 = 0.5 * math.log(0.5 / q) + 0.5 * math.log(0.5 / (1.0 - q))
+    got2 = distillation_loss(logits, targets, soft, has_soft, 0.6, 2.0)
+    assert float(got2) == pytest.approx(((0.4 * hard[0] + 0.6 * 4 * kl2) + hard[1]) / 2, rel=1e-6)
+    # weight 0, or no row with a teacher: plain cross-entropy
+    plain = (hard[0] + hard[1]) / 2
+    assert float(distillation_loss(logits, targets, soft, has_soft, 0.0, 2.0)) == pytest.approx(plain, rel=1e-6)
+    none = torch.tensor([False, False])
+    assert float(distillation_loss(logits, targets, soft, none, 0.6, 2.0)) == pytest.approx(plain, rel=1e-6)
+
+
+def test_a_teacher_overrides_the_gold_labels_it_covers(tiny_model_dir: Path, tmp_path: Path) -> None:
+    toy = _toy()
+    # the teacher disagrees with every gold label: with weight 1 the student learns the teacher
+    teacher = {e.text: ({"POSITIVE": 0.05, "NEGATIVE": 0.95} if e.label == "POSITIVE" else
+                        {"POSITIVE": 0.95, "NEGATIVE": 0.05}) for e in toy}
+    params = TrainParams(**{**FAST.__dict__, "epochs": 8, "distill_weight": 1.0, "distill_temperature": 1.0})
+    fine_tune(toy, tiny_model_dir, tmp_path / "out", params, teacher=teacher)
+    student = SentimentClassifier.from_path(tmp_path / "out", device="cpu")
+    assert _accuracy(student, toy) <= 0.05
+
+
+def test_weight_average_is_the_mean_of_the_snapshots() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    average = WeightAverage(model)
+    for value in (1.0, 2.0, 6.0):
+        with torch.no_grad():
+            model[0].weight.fill_(value)
+        model[1].num_batches_tracked.fill_(int(value))
+        average.add()
+    average.apply()
+    assert average.count == 3
+    assert torch.allclose(model[0].weight, torch.full((2, 3), 3.0))
+    assert int(model[1].num_batches_tracked) == 6  # an integer buffer keeps its last value
+
+
+def test_fine_tune_averages_the_last_share_of_the_run(tiny_model_dir: Path, tmp_path: Path) -> None:
+    averaged = fine_tune(_toy(), tiny_model_dir, tmp_path / "avg", TrainParams(
+        **{**FAST.__dict__, "average_last": 0.5, "average_every": 2}))
+    last = fine_tune(_toy(), tiny_model_dir, tmp_path / "last", FAST)
+    assert averaged.steps == 32  # 4 epochs of 8 batches; snapshots at the even steps 16, 18, …, 32: 9 of them
+    assert averaged.averaged == 9 and averaged.summary()["averaged"] == 9 and last.averaged == 0
+    assert averaged.losses == last.losses  # the same trajectory: only the saved weights differ
+    a, b = (SentimentClassifier.from_path(tmp_path / d, device="cpu") for d in ("avg", "last"))
+    pa, pb = a.predict(["the film was great"])[0], b.predict(["the film was great"])[0]
+    assert pa.probs != pb.probs
+
+
 def test_a_bare_encoder_gets_a_fresh_head(tmp_path: Path) -> None:
     torch.manual_seed(0)
     base = tmp_path / "bare"
@@ -101,8 +163,10 @@ def test_encode_examples_counts_cuts_and_rejects_unknown_labels(tiny_model_dir: 
     examples = [Example("one two three four five six seven eight nine ten", "POSITIVE"), Example("ok", "NEGATIVE")]
     rows, truncated = encode_examples(tok, examples, ["NEGATIVE", "POSITIVE"], max_length=6)
     assert truncated == 1
-    assert rows[0] == ([101, 2028, 2048, 2093, 2176, 102], 1)
-    assert rows[1] == ([101, 7929, 102], 0)
+    assert rows[0] == ([101, 2028, 2048, 2093, 2176, 102], 1, None)
+    assert rows[1] == ([101, 7929, 102], 0, None)
+    taught, _ = encode_examples(tok, examples, ["NEGATIVE", "POSITIVE"], 6, {"ok": {"POSITIVE": 0.3, "NEGATIVE": 0.7}})
+    assert [r[2] for r in taught] == [None, (0.7, 0.3)]  # in the model's label order
     with pytest.raises(ValueError, match="MAYBE"):
         encode_examples(tok, [Example("x", "MAYBE")], ["NEGATIVE", "POSITIVE"], max_length=6)
 
