@@ -41,6 +41,7 @@ class TrainParams:
     token_budget: int = 4096  # most padded tokens in one batch
     max_length: int = 128  # longer training texts are cut (and counted in TrainResult.truncated)
     max_examples: int | None = None  # seeded random subsample of the training examples
+    min_words: int = 0  # examples of fewer words are left out (before the subsample): sentence-like rows only
     max_seconds: float | None = None  # wall-clock budget: the learning rate decays to 0 by then and training stops
     warmup_ratio: float = 0.06
     weight_decay: float = 0.01
@@ -113,13 +114,22 @@ def fine_tune(
     torch.manual_seed(params.seed)
     order = _label_order(Path(base_dir), labels)
     tokenizer, model = _load_base(Path(base_dir), order)
-    chosen = _subsample(examples, params.max_examples, params.seed)
+    chosen = _subsample(select_sentence_like(examples, params.min_words), params.max_examples, params.seed)
     rows, truncated = encode_examples(tokenizer, chosen, order, params.max_length, teacher)
     plan = plan_batches([len(r[0]) for r in rows], params)
     run = _Run(model, tokenizer, params, Path(out_dir), progress, eval_examples)
     result = run.train(rows, plan)
     result.truncated = truncated
     return result
+
+
+def select_sentence_like(examples: Sequence[Example], min_words: int) -> list[Example]:
+    """The examples of at least min_words whitespace-separated words (all of them when min_words <= 1); raises
+    ValueError when none is left."""
+    chosen = [e for e in examples if len(e.text.split()) >= min_words]
+    if not chosen:
+        raise ValueError(f"no training example has {min_words} words or more")
+    return chosen
 
 
 def hold_out(examples: Sequence[Example], count: int, seed: int) -> tuple[list[Example], list[Example]]:

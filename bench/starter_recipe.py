@@ -10,6 +10,7 @@ inference engine built. Variants, on the preset given by --preset:
                 rows it covers; gold labels only on the rest
   teacher+average  both
   current       the preset as backend.starter.PRESETS defines it now
+  NAME:k=v;k=v  a variant with TrainParams fields (or holdout, sentence_holdout, teacher) replaced
 
 Columns: SST-2 dev accuracy, macro-F1 and ECE (15 bins) at the fitted temperature (ECE at T = 1 next to it),
 accuracy on the IMDB sample (data/imdb/test_sample.csv, 2,500 reviews, windowed), build seconds (the bootstrap's
@@ -66,7 +67,32 @@ ANCHORS = [
 ]
 
 
-def variant(preset: str, name: str) -> Preset:
+def variant(preset: str, spec: str) -> Preset:
+    """The recipe a variant names; `name:key=value;key=value` overrides TrainParams fields (or holdout,
+    sentence_holdout) of it, e.g. `teacher:distill_weight=0.9`."""
+    name, _, overrides = spec.partition(":")
+    recipe = _named(preset, name)
+    for item in filter(None, overrides.split(";")):
+        key, _, raw = item.partition("=")
+        if key in ("holdout", "sentence_holdout", "teacher"):
+            recipe = replace(recipe, **{key: _value(raw, getattr(recipe, key))})
+        else:
+            recipe = replace(recipe, params=replace(recipe.params, **{key: _value(raw, getattr(recipe.params, key))}))
+    return recipe
+
+
+def _value(raw: str, current: Any) -> Any:
+    """raw parsed as the type of the field's current value (None: an int, else a float, or None)."""
+    if raw == "None":
+        return None
+    if isinstance(current, bool):
+        return raw == "True"
+    if isinstance(current, int) or (current is None and raw.isdigit()):
+        return int(raw)
+    return float(raw)
+
+
+def _named(preset: str, name: str) -> Preset:
     base = BEFORE[preset]
     average = {"average_last": 0.3, "average_every": 10}
     teacher = {"distill_weight": 0.5, "distill_temperature": 2.0}
@@ -105,13 +131,13 @@ def run_variant(preset: str, name: str, data_dir: Path, imdb: int, max_seconds: 
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = (f"{'preset':<6} {'variant':<16} {'dev acc':>8} {'F1':>7} {'ECE':>6} {'ECE T=1':>8} {'IMDB acc':>9} "
+    head = (f"{'preset':<6} {'variant':<44} {'dev acc':>8} {'F1':>7} {'ECE':>6} {'ECE T=1':>8} {'IMDB acc':>9} "
             f"{'build s':>8} {'rows seen':>10} {'capped':>7}")
     lines = [head, "-" * len(head)]
     for r in rows:
         imdb = f"{100 * r['imdb']['accuracy']:.2f}" if r["imdb"] else "-"
         lines.append(
-            f"{r['preset']:<6} {r['variant']:<16} {100 * r['sst2_dev']['accuracy']:>8.2f} "
+            f"{r['preset']:<6} {r['variant']:<44} {100 * r['sst2_dev']['accuracy']:>8.2f} "
             f"{100 * r['sst2_dev']['macro_f1']:>7.2f} {r['sst2_dev']['ece']:>6.3f} {r['ece_at_t1']:>8.3f} "
             f"{imdb:>9} {r['build_s']:>8.0f} {r['training']['examples_seen']:>10,} "
             f"{'yes' if r['training']['hit_budget'] else 'no':>7}")
@@ -123,7 +149,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", choices=sorted(BEFORE), default="quick")
-    ap.add_argument("--variants", default="before,average,teacher,teacher+average")
+    ap.add_argument("--variants", default="before,average,teacher,teacher+average",
+                    help="comma-separated; name:key=value;key=value overrides fields, e.g. teacher:distill_weight=0.9")
     ap.add_argument("--data", type=Path, default=ROOT / "data")
     ap.add_argument("--imdb", type=int, default=2500, help="IMDB sample reviews to score (0: none)")
     ap.add_argument("--max-seconds", type=float, help="replace the wall-clock cap (a smoke run)")

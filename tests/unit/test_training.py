@@ -25,6 +25,7 @@ from backend.training import (
     lr_factor,
     plan_batches,
     score_predictions,
+    select_sentence_like,
 )
 from tests.modelfactory import TINY, build_tokenizer
 
@@ -240,3 +241,12 @@ def test_lr_factor_warms_up_then_decays_by_steps_or_time() -> None:
     assert lr_factor(2, 10, 2) == 1.0 and lr_factor(6, 10, 2) == 0.5 and lr_factor(10, 10, 2) == 0.0
     assert lr_factor(2, 10, 2, time_fraction=0.75) == pytest.approx(0.25)  # the clock is further along than steps
     assert lr_factor(3, 10, 2, time_fraction=1.5) == 0.0
+
+
+def test_select_sentence_like_keeps_rows_of_enough_words() -> None:
+    rows = [Example("laughably", "NEGATIVE"), Example("a warm film", "POSITIVE"), Example("it 's a mess", "NEGATIVE")]
+    assert select_sentence_like(rows, 0) == select_sentence_like(rows, 1) == rows
+    assert [e.text for e in select_sentence_like(rows, 3)] == ["a warm film", "it 's a mess"]
+    assert [e.text for e in select_sentence_like(rows, 4)] == ["it 's a mess"]  # PTB tokens count as words
+    with pytest.raises(ValueError, match="5 words or more"):
+        select_sentence_like(rows, 5)
