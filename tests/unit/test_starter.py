@@ -99,17 +99,18 @@ def _teacher_file(sst2: Path, rows: dict[int, float], temperature: float = 2.0) 
 
 def test_read_teacher_maps_train_texts_to_probabilities_and_refuses_a_mismatch(tmp_path: Path) -> None:
     sst2 = _tiny_sst2(tmp_path / "data") / "sst2"
+    train = read_examples(sst2 / "train.tsv")
     with pytest.raises(FileNotFoundError, match="devtools.sst2_teacher"):
-        read_teacher(sst2, 2.0)
+        read_teacher(sst2, train, 2.0)
     _teacher_file(sst2, {80: 0.25, 81: 0.9})
-    teacher = read_teacher(sst2, 2.0)
+    teacher = read_teacher(sst2, train, 2.0)
     assert teacher == {"awful show 0": {"NEGATIVE": 0.75, "POSITIVE": 0.25},
                        "great show 1": {"NEGATIVE": pytest.approx(0.1), "POSITIVE": 0.9}}
     with pytest.raises(ValueError, match="softened at T=2.0"):
-        read_teacher(sst2, 1.0)
+        read_teacher(sst2, train, 1.0)
     _teacher_file(sst2, {500: 0.5})
     with pytest.raises(ValueError, match="teacher_probs.tsv:2: row 500"):
-        read_teacher(sst2, 2.0)
+        read_teacher(sst2, train, 2.0)
 
 
 def test_bootstrap_with_a_teacher_distills_the_rows_it_covers(
