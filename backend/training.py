@@ -53,6 +53,7 @@ class TrainParams:
     distill_temperature: float = 1.0  # T: the temperature the teacher's probabilities were softened with
     average_last: float = 0.0  # average the weights over this last share of the run (0: keep the last weights)
     average_every: int = 10  # steps between the snapshots that the average takes in
+    freeze_embeddings: bool = False  # keep the word-embedding matrix as the base has it (no gradient, no Adam state)
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,8 @@ def fine_tune(
     torch.manual_seed(params.seed)
     order = _label_order(Path(base_dir), labels)
     tokenizer, model = _load_base(Path(base_dir), order)
+    if params.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
     chosen = _subsample(select_sentence_like(examples, params.min_words), params.max_examples, params.seed)
     rows, truncated = encode_examples(tokenizer, chosen, order, params.max_length, teacher)
     plan = plan_batches([len(r[0]) for r in rows], params)
@@ -404,6 +407,8 @@ def _optimizer(model: Any, params: TrainParams) -> Any:
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
         (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
     groups = [{"params": decay, "weight_decay": params.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=params.learning_rate)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, DistilBertConfig, DistilBertModel
 
 from backend.model.classifier import SentimentClassifier
 from backend.model.types import Example, Prediction
@@ -145,6 +146,20 @@ def test_fine_tune_averages_the_last_share_of_the_run(tiny_model_dir: Path, tmp_
     a, b = (SentimentClassifier.from_path(tmp_path / d, device="cpu") for d in ("avg", "last"))
     pa, pb = a.predict(["the film was great"])[0], b.predict(["the film was great"])[0]
     assert pa.probs != pb.probs
+
+
+def test_frozen_embeddings_are_saved_as_the_base_has_them(tiny_model_dir: Path, tmp_path: Path) -> None:
+    fine_tune(_toy(), tiny_model_dir, tmp_path / "frozen", replace(FAST, freeze_embeddings=True))
+    base, out = (_weights(d) for d in (tiny_model_dir, tmp_path / "frozen"))
+    word = next(k for k in out if k.endswith("word_embeddings.weight"))
+    assert torch.equal(out[word], base[word])
+    moved = [k for k in out if k in base and k != word and not torch.equal(out[k], base[k])]
+    assert any("position_embeddings" in k for k in moved) and any("attention" in k for k in moved)
+
+
+def _weights(directory: Path) -> dict[str, torch.Tensor]:
+    model = AutoModelForSequenceClassification.from_pretrained(directory, local_files_only=True)
+    return {k: v.clone() for k, v in model.state_dict().items()}
 
 
 def test_a_bare_encoder_gets_a_fresh_head(tmp_path: Path) -> None:
