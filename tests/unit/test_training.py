@@ -115,7 +115,7 @@ def test_a_teacher_overrides_the_gold_labels_it_covers(tiny_model_dir: Path, tmp
     # the teacher disagrees with every gold label: with weight 1 the student learns the teacher
     teacher = {e.text: ({"POSITIVE": 0.05, "NEGATIVE": 0.95} if e.label == "POSITIVE" else
                         {"POSITIVE": 0.95, "NEGATIVE": 0.05}) for e in toy}
-    params = TrainParams(**{**FAST.__dict__, "epochs": 8, "distill_weight": 1.0, "distill_temperature": 1.0})
+    params = replace(FAST, epochs=8, distill_weight=1.0, distill_temperature=1.0)
     fine_tune(toy, tiny_model_dir, tmp_path / "out", params, teacher=teacher)
     student = SentimentClassifier.from_path(tmp_path / "out", device="cpu")
     assert _accuracy(student, toy) <= 0.05
@@ -137,8 +137,7 @@ def test_weight_average_is_the_mean_of_the_snapshots() -> None:
 
 
 def test_fine_tune_averages_the_last_share_of_the_run(tiny_model_dir: Path, tmp_path: Path) -> None:
-    averaged = fine_tune(_toy(), tiny_model_dir, tmp_path / "avg", TrainParams(
-        **{**FAST.__dict__, "average_last": 0.5, "average_every": 2}))
+    averaged = fine_tune(_toy(), tiny_model_dir, tmp_path / "avg", replace(FAST, average_last=0.5, average_every=2))
     last = fine_tune(_toy(), tiny_model_dir, tmp_path / "last", FAST)
     assert averaged.steps == 32  # 4 epochs of 8 batches; snapshots at the even steps 16, 18, …, 32: 9 of them
     assert averaged.averaged == 9 and averaged.summary()["averaged"] == 9 and last.averaged == 0
@@ -159,7 +158,7 @@ def test_frozen_embeddings_are_saved_as_the_base_has_them(tiny_model_dir: Path, 
 
 def _weights(directory: Path) -> dict[str, torch.Tensor]:
     model = AutoModelForSequenceClassification.from_pretrained(directory, local_files_only=True)
-    return {k: v.clone() for k, v in model.state_dict().items()}
+    return dict(model.state_dict())
 
 
 def test_a_bare_encoder_gets_a_fresh_head(tmp_path: Path) -> None:
